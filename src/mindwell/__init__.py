@@ -1,0 +1,3 @@
+"""mindwell: supportive mental-health companions on small, local language models."""
+
+__version__ = "0.1.0"

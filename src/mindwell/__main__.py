@@ -1,0 +1,3 @@
+from mindwell.cli import main
+
+main()

@@ -1,0 +1,68 @@
+"""The terminal front end of a ChatSession: streamed replies, /reset and /quit."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from rich.console import Console
+
+from mindwell.chat.prompts import AI_DISCLOSURE
+from mindwell.chat.session import ChatSession, Turn
+
+HELP = "Commands: /reset starts over, /quit leaves (Ctrl-D too). Ctrl-C stops a reply."
+
+
+def stream_turn(turn: Turn, out: TextIO, console: Console) -> str:
+    for notice in turn.notices:
+        console.print(f"[yellow]{notice}[/yellow]")
+    reply = []
+    for piece in turn.pieces:
+        reply.append(piece)
+        out.write(piece)
+        out.flush()
+    out.write("\n")
+    return "".join(reply)
+
+
+def run_once(session: ChatSession, message: str, out: TextIO = sys.stdout) -> int:
+    """Print one reply to ``message`` and return the exit code (for scripts)."""
+    console = Console(stderr=True)
+    turn = session.ask(message)
+    if turn is None:
+        console.print("[yellow]The message is empty; nothing to answer.[/yellow]")
+        return 0
+    stream_turn(turn, out, console)
+    return 0
+
+
+def run_interactive(session: ChatSession, model_label: str) -> int:
+    console = Console()
+    console.print(f"[bold]mindwell[/bold] · {model_label}")
+    console.print(f"[dim]{AI_DISCLOSURE}[/dim]")
+    console.print(f"[dim]{HELP}[/dim]\n")
+    while True:
+        try:
+            text = console.input("[bold cyan]you>[/bold cyan] ")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return 0
+        command = text.strip().lower()
+        if command in {"/quit", "/exit", "/q"}:
+            return 0
+        if command == "/reset":
+            session.reset()
+            console.print("[dim]Conversation cleared.[/dim]")
+            continue
+        if command in {"/help", "/?"}:
+            console.print(f"[dim]{HELP}[/dim]")
+            continue
+        turn = session.ask(text)
+        if turn is None:
+            continue  # empty input is ignored
+        console.print("[bold magenta]mindwell>[/bold magenta] ", end="")
+        try:
+            stream_turn(turn, sys.stdout, console)
+        except KeyboardInterrupt:
+            turn.pieces.close()  # cancels generation; the partial reply is kept
+            console.print("\n[dim](reply stopped)[/dim]")

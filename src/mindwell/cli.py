@@ -1,0 +1,192 @@
+"""The one mindwell command line: `mindwell <verb>`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mindwell import __version__
+from mindwell.errors import MindwellError
+from mindwell.paths import CACHE_ENV
+
+app = typer.Typer(
+    name="mindwell",
+    help=(
+        "Supportive mental-health companions on small, local language models.\n\n"
+        "Example: mindwell chat --once \"I have been feeling lonely since I moved.\""
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(
+    help="List the embedded models and check their files.\n\nExample: mindwell models verify",
+    invoke_without_command=True,
+)
+app.add_typer(models_app, name="models")
+err_console = Console(stderr=True, soft_wrap=True)  # never break paths in messages
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mindwell {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"Where derived model files are kept (also ${CACHE_ENV}; default "
+            "~/.cache/mindwell).",
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    if cache_dir is not None:
+        os.environ[CACHE_ENV] = str(cache_dir.expanduser().resolve())
+
+
+def _size(num_bytes: int | None) -> str:
+    return "-" if not num_bytes else f"{num_bytes / 1e6:.0f} MB"
+
+
+@models_app.callback()
+def models(ctx: typer.Context) -> None:
+    """List the embedded models: kind, size, licence and whether they are present."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from mindwell.models.registry import EMBEDDED, installed_size
+
+    table = Table(title="Embedded models (offline, shipped in PyPI packages)")
+    for column in ("name", "kind", "size", "licence", "present"):
+        table.add_column(column, overflow="fold")
+    missing = []
+    for spec in EMBEDDED:
+        size = installed_size(spec)
+        if size is not None:
+            present = "yes"
+        elif spec.materialize is not None and _importable(spec.package):
+            present = "yes (assembled on first use)"
+        else:
+            present = "no"
+            missing.append(spec)
+        table.add_row(spec.name, spec.kind, _size(size or spec.size_bytes), spec.licence, present)
+    console = Console()
+    console.print(table)
+    for spec in missing:
+        console.print(f"To install {spec.name}: {spec.install}", highlight=False)
+    console.print(
+        "You can also pass --model PATH (a .gguf file, a checkpoint or adapter directory) "
+        "or a hub id where a hub is reachable."
+    )
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+@models_app.command("verify")
+def models_verify() -> None:
+    """Check every embedded model's file and SHA-256 checksum.
+
+    Example: mindwell models verify
+    """
+    from mindwell.models.registry import EMBEDDED, verify
+
+    console = Console()
+    failed = 0
+    for spec in EMBEDDED:
+        result = verify(spec)
+        mark = "[green]ok[/green]" if result.ok else "[red]FAILED[/red]"
+        console.print(f"{mark}  {spec.name}: {result.detail}")
+        failed += not result.ok
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def chat(
+    model: Annotated[
+        str | None,
+        typer.Option(help="Registry name, .gguf path, checkpoint/adapter directory or hub id."),
+    ] = None,
+    once: Annotated[
+        str | None, typer.Option(help="Answer this one message, print the reply and exit.")
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="auto, llamacpp, transformers or openai.")
+    ] = "auto",
+    url: Annotated[
+        str | None,
+        typer.Option(help="Base URL of an OpenAI-compatible server (llama.cpp, vLLM, Ollama)."),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="MINDWELL_API_KEY", help="API key for --url.")
+    ] = None,
+    template: Annotated[
+        str | None, typer.Option(help="Chat template for models without one: gemma, chatml.")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Longest reply, in tokens.")] = 256,
+    temperature: Annotated[float, typer.Option(min=0.0, help="0 is greedy.")] = 0.7,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed, for repeatable replies.")] = None,
+    ctx_size: Annotated[int, typer.Option(min=256, help="Context window in tokens.")] = 4096,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for llama.cpp.")] = None,
+    locale: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MINDWELL_LOCALE",
+            help="Region for crisis helplines, e.g. US, KR, GB, IE (default: several).",
+        ),
+    ] = None,
+    system_prompt: Annotated[
+        str | None, typer.Option(help="Replace the counselor system prompt.")
+    ] = None,
+) -> None:
+    """Talk with the counselor in the terminal; replies stream as they are written.
+
+    Example: mindwell chat --once "I have been feeling lonely since I moved."
+    """
+    from mindwell.chat import COUNSELOR_SYSTEM_PROMPT, ChatSession
+    from mindwell.chat.terminal import run_interactive, run_once
+    from mindwell.inference import SamplingParams, load_backend
+
+    sampling = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+    with load_backend(
+        model, backend, url=url, template=template, n_ctx=ctx_size, threads=threads,
+        api_key=api_key,
+    ) as loaded:
+        session = ChatSession(
+            loaded, system_prompt or COUNSELOR_SYSTEM_PROMPT, sampling=sampling, locale=locale
+        )
+        if once is not None:
+            code = run_once(session, once)
+        else:
+            code = run_interactive(session, f"{model or 'default model'} on {loaded.name}")
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    try:
+        app()
+    except MindwellError as err:
+        err_console.print(f"[bold red]Error:[/bold red] {err.message}", highlight=False)
+        if err.hint:
+            err_console.print(err.hint, highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
