@@ -62,7 +62,8 @@ def write_section(name: str, title: str, body: str, command: str) -> str:
     )
     DOC.parent.mkdir(parents=True, exist_ok=True)
     text = DOC.read_text() if DOC.exists() else HEADER
-    pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
+    marker = re.escape(name)
+    pattern = re.compile(rf"<!-- {marker}:start -->.*?<!-- {marker}:end -->", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else (
         text.rstrip() + "\n\n" + section + "\n"
     )

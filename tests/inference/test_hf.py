@@ -59,7 +59,7 @@ def test_loads_a_lora_adapter_on_its_base(tiny_checkpoint, tmp_path):
 
     from mindwell.models.tiny import build_tiny_gemma
 
-    base, tokenizer = build_tiny_gemma()
+    base, _tokenizer = build_tiny_gemma()
     peft_model = get_peft_model(
         base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
     )

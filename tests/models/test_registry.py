@@ -23,7 +23,7 @@ def test_unknown_model_names_the_available_ones():
 
 def test_missing_gguf_path_says_which_file(tmp_path):
     missing = tmp_path / "nope.gguf"
-    with pytest.raises(MindwellError, match="GGUF file not found: .*nope.gguf"):
+    with pytest.raises(MindwellError, match=r"GGUF file not found: .*nope\.gguf"):
         resolve(str(missing))
 
 

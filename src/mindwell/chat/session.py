@@ -103,22 +103,20 @@ class ChatSession:
         """Drop the oldest user/assistant pairs until the prompt and the reply fit."""
         budget = self.backend.context_length - self.sampling.max_tokens
         dropped = 0
-        while len(messages) > 1 and self.backend.count_tokens([self._system(), *messages]) > budget:
+        while len(messages) > 1 and not self.backend.fits([self._system(), *messages], budget):
             messages = messages[2:]
             dropped += 1
         if dropped:
             self.dropped_turns += dropped
             notices.append(f"Dropped the {dropped} oldest exchange(s) to fit the model's context.")
         last = messages[-1]
-        while self.backend.count_tokens([self._system(), last]) > budget and len(
-            last["content"]
-        ) > 1:
+        while not self.backend.fits([self._system(), last], budget) and len(last["content"]) > 1:
             # A single message longer than the context: keep its beginning.
             last = {**last, "content": last["content"][: len(last["content"]) * 3 // 4]}
             messages = [last]
             if not any("shortened" in n for n in notices):
                 notices.append("Your message was shortened to fit the model's context.")
-        if self.backend.count_tokens([self._system(), last]) > budget:
+        if not self.backend.fits([self._system(), last], budget):
             raise MindwellError(
                 f"The system prompt alone does not fit in the model's context of "
                 f"{self.backend.context_length} tokens with {self.sampling.max_tokens} tokens "

@@ -81,6 +81,23 @@ class Backend(ABC):
     def count_tokens(self, messages: list[Message]) -> int:
         """Tokens the rendered prompt for ``messages`` takes, generation prompt included."""
 
+    def fits(self, messages: list[Message], budget: int) -> bool:
+        """Whether the prompt for ``messages`` takes at most ``budget`` tokens.
+
+        Tokenizing costs a round trip per turn, so a cheap bound is tried first: BPE and
+        SentencePiece tokens each cover at least one UTF-8 byte of text, so a prompt's
+        token count never exceeds its byte length plus the BOS/EOS the runtime adds.
+        """
+        rendered_bytes = self.prompt_bytes(messages)
+        if rendered_bytes is not None and rendered_bytes + 2 <= budget:
+            return True
+        return self.count_tokens(messages) <= budget
+
+    def prompt_bytes(self, messages: list[Message]) -> int | None:
+        """UTF-8 length of the rendered prompt, or None when the backend cannot tell."""
+        render = getattr(self, "render", None)
+        return None if render is None else len(render(messages).encode("utf-8"))
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the model; backends holding native resources override this."""
 

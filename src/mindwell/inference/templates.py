@@ -133,38 +133,24 @@ def get_template(name: str) -> ChatTemplate:
         ) from None
 
 
-def _special_token(reader, key: str) -> str:
-    field_ = reader.fields.get(key)
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-    if field_ is None or tokens is None:
-        return ""
-    token_id = int(field_.parts[field_.data[0]][0])
-    return bytes(tokens.parts[tokens.data[token_id]]).decode("utf-8", errors="replace")
-
-
 def gguf_metadata(path: Path) -> dict[str, str]:
     """The few GGUF metadata fields mindwell needs, read without loading the weights."""
-    from gguf import GGUFReader
+    from mindwell.models.gguf_header import array_string, read_metadata
 
-    reader = GGUFReader(str(path))
+    meta = read_metadata(Path(path))
+    architecture = str(meta.get("general.architecture", ""))
+    tokens = meta.get("tokenizer.ggml.tokens")
 
-    def text(key: str) -> str:
-        field_ = reader.fields.get(key)
-        if field_ is None:
-            return ""
-        return bytes(field_.parts[field_.data[0]]).decode("utf-8", errors="replace")
+    def token(key: str) -> str:
+        token_id = meta.get(key)
+        return "" if token_id is None or tokens is None else array_string(path, tokens, token_id)
 
-    def number(key: str) -> str:
-        field_ = reader.fields.get(key)
-        return "" if field_ is None else str(int(field_.parts[field_.data[0]][0]))
-
-    architecture = text("general.architecture")
     return {
         "architecture": architecture,
-        "chat_template": text("tokenizer.chat_template"),
-        "bos_token": _special_token(reader, "tokenizer.ggml.bos_token_id"),
-        "eos_token": _special_token(reader, "tokenizer.ggml.eos_token_id"),
-        "context_length": number(f"{architecture}.context_length"),
+        "chat_template": str(meta.get("tokenizer.chat_template", "")),
+        "bos_token": token("tokenizer.ggml.bos_token_id"),
+        "eos_token": token("tokenizer.ggml.eos_token_id"),
+        "context_length": str(meta.get(f"{architecture}.context_length", "")),
     }
 
 

