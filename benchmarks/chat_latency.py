@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _report import median, table, write_section
 from mindwell.chat import ChatSession
 from mindwell.inference import SamplingParams
-from mindwell.inference.llamacpp import LlamaCppBackend, default_threads
+from mindwell.inference.llamacpp import LlamaCppBackend, default_batch_threads, default_threads
 from mindwell.models.registry import resolve
 
 MESSAGES = [
@@ -93,7 +93,7 @@ def overhead(model: str, threads: int, sampling: SamplingParams, reps: int) -> t
     params.n_ctx = mindwell_backend.context_length
     params.n_parallel = 1
     params.cpuparams.n_threads = threads
-    params.cpuparams_batch.n_threads = threads
+    params.cpuparams_batch.n_threads = default_batch_threads()
     params.verbosity = -1
     params.swa_full = True
     raw_server = xllamacpp.Server(params)
@@ -184,7 +184,8 @@ def main() -> None:
     caching_table, _ = caching(args.model, args.threads, SamplingParams(max_tokens=64,
                                                                         temperature=0.0))
     body = (
-        f"Model `{args.model}`, {args.threads} thread(s), greedy, up to {args.max_tokens} new "
+        f"Model `{args.model}`, {args.threads} decode thread(s) and {default_batch_threads()} "
+        f"prompt thread(s), greedy, up to {args.max_tokens} new "
         f"tokens, {args.reps} interleaved rounds after a warm-up (distinct messages; both "
         "runtimes keep their own prompt cache, so each reuses the system prompt alike).\n\n"
         "### mindwell vs raw runtime\n\n"

@@ -162,6 +162,7 @@ def chat(
     from mindwell.chat import COUNSELOR_SYSTEM_PROMPT, ChatSession
     from mindwell.chat.terminal import run_interactive, run_once
     from mindwell.inference import SamplingParams, load_backend
+    from mindwell.models.registry import DEFAULT_CHAT_MODEL
 
     sampling = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
     with load_backend(
@@ -174,7 +175,7 @@ def chat(
         if once is not None:
             code = run_once(session, once)
         else:
-            code = run_interactive(session, f"{model or 'default model'} on {loaded.name}")
+            code = run_interactive(session, f"{model or DEFAULT_CHAT_MODEL} on {loaded.name}")
     raise typer.Exit(code)
 
 

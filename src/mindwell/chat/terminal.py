@@ -13,7 +13,7 @@ from mindwell.chat.session import ChatSession, Turn
 HELP = "Commands: /reset starts over, /quit leaves (Ctrl-D too). Ctrl-C stops a reply."
 
 
-def stream_turn(turn: Turn, out: TextIO, console: Console) -> str:
+def stream_turn(session: ChatSession, turn: Turn, out: TextIO, console: Console) -> str:
     for notice in turn.notices:
         console.print(f"[yellow]{notice}[/yellow]")
     reply = []
@@ -22,6 +22,8 @@ def stream_turn(turn: Turn, out: TextIO, console: Console) -> str:
         out.write(piece)
         out.flush()
     out.write("\n")
+    if not turn.escalated and session.backend.last_stats.finish_reason == "length":
+        console.print("[dim](reply cut at --max-tokens)[/dim]")
     return "".join(reply)
 
 
@@ -32,7 +34,7 @@ def run_once(session: ChatSession, message: str, out: TextIO = sys.stdout) -> in
     if turn is None:
         console.print("[yellow]The message is empty; nothing to answer.[/yellow]")
         return 0
-    stream_turn(turn, out, console)
+    stream_turn(session, turn, out, console)
     return 0
 
 
@@ -62,7 +64,7 @@ def run_interactive(session: ChatSession, model_label: str) -> int:
             continue  # empty input is ignored
         console.print("[bold magenta]mindwell>[/bold magenta] ", end="")
         try:
-            stream_turn(turn, sys.stdout, console)
+            stream_turn(session, turn, sys.stdout, console)
         except KeyboardInterrupt:
             turn.pieces.close()  # cancels generation; the partial reply is kept
             console.print("\n[dim](reply stopped)[/dim]")

@@ -1,7 +1,7 @@
 """llama.cpp backend through xllamacpp, the default on CPU.
 
-xllamacpp ships prebuilt wheels (llama-cpp-python compiles for 5-11 minutes here) and was
-the faster of the two on these CPUs; docs/llamacpp-bindings.md has the measurements. It
+xllamacpp ships prebuilt wheels (llama-cpp-python compiles for about 7 minutes here) and
+decodes as fast; docs/llamacpp-bindings.md has the measurements. It
 embeds llama.cpp's own server: requests go in as dicts, streamed pieces come back through a
 callback, and returning True from the callback cancels generation. The server keeps the KV
 cache of the previous prompt (``cache_prompt``), so a growing conversation only processes
@@ -31,8 +31,18 @@ _DONE = object()
 
 
 def default_threads() -> int:
-    # llama.cpp decodes fastest with one thread per physical core; more only contend.
-    return max(1, min(8, os.cpu_count() or 1))
+    """Threads for decoding one token at a time.
+
+    The embedded models are so small that thread synchronisation dominates each token: on
+    the 2-core CI machine 1 thread decoded 95 tokens/s and 2 threads 50-64
+    (docs/benchmarks.md). Half the logical cores (roughly the physical ones) is the default.
+    """
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
+def default_batch_threads() -> int:
+    """Threads for processing a prompt, which parallelises well: every logical core."""
+    return max(1, min(16, os.cpu_count() or 1))
 
 
 class LlamaCppBackend(Backend):
@@ -44,6 +54,7 @@ class LlamaCppBackend(Backend):
         template: ChatTemplate | str | None = None,
         n_ctx: int = 4096,
         threads: int | None = None,
+        batch_threads: int | None = None,
         cache_prompt: bool = True,
     ) -> None:
         super().__init__()
@@ -66,9 +77,8 @@ class LlamaCppBackend(Backend):
         params.model.path = str(self.model_path)
         params.n_ctx = self.context_length
         params.n_parallel = 1  # one conversation: one slot whose cache is always ours
-        n_threads = threads or default_threads()
-        params.cpuparams.n_threads = n_threads
-        params.cpuparams_batch.n_threads = n_threads
+        params.cpuparams.n_threads = threads or default_threads()
+        params.cpuparams_batch.n_threads = batch_threads or default_batch_threads()
         params.verbosity = -1
         params.api_keys = [self._api_key]
         # Gemma 3 uses sliding-window attention; without a full-size SWA cache llama.cpp
