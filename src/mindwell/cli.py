@@ -179,6 +179,47 @@ def chat(
     raise typer.Exit(code)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    recipe: Annotated[
+        Path | None, typer.Argument(help="Recipe YAML (see configs/).", show_default=False)
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="Validate the recipe and data, print the plan, train nothing.")
+    ] = False,
+    list_keys: Annotated[bool, typer.Option(help="Print every recipe key and exit.")] = False,
+) -> None:
+    """Fine-tune a model from a YAML recipe; key=value arguments override the recipe.
+
+    Example: mindwell train configs/tiny-sft.yaml output_dir=runs/tiny max_steps=20
+    """
+    from mindwell.train.recipe import describe_fields, load_recipe
+
+    if list_keys:
+        typer.echo(describe_fields())
+        return
+    if recipe is None:
+        raise MindwellError("No recipe given.", "Example: mindwell train configs/tiny-sft.yaml")
+    loaded = load_recipe(recipe, list(ctx.args))
+    from mindwell.train.runner import dry_run as plan
+    from mindwell.train.runner import train as run_training
+
+    console = Console()
+    if dry_run:
+        for line in plan(loaded):
+            console.print(line, highlight=False)
+        return
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    result = run_training(loaded)
+    console.print(f"[green]Done.[/green] Outputs in {result.output_dir}", highlight=False)
+    for key, value in sorted(result.metrics.items()):
+        if isinstance(value, float):
+            console.print(f"  {key}: {value:.4f}", highlight=False)
+
+
 def main() -> None:
     try:
         app()

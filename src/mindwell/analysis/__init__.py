@@ -1,0 +1,1 @@
+"""Text analysis: classifiers, metrics and reports."""

@@ -1,0 +1,235 @@
+"""The `classify` task: depression (binary) or emotion (multi-class) from text.
+
+Two model kinds share the data handling and metrics:
+- ``lora``: a causal LM with a classification head (Gemma loads as
+  ``Gemma3TextForSequenceClassification``), LoRA on its projections, the head trained fully;
+- ``embedding-head``: a linear head on frozen multilingual sentence embeddings, which
+  trains in seconds and classifies thousands of texts a second on a CPU.
+Class weights (balanced or given) apply to the loss in both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from transformers import DataCollatorWithPadding, Trainer
+
+from mindwell.analysis.metrics import classification_metrics
+from mindwell.errors import MindwellError
+from mindwell.train.data import load_table, require_columns, require_strings, split_rows
+from mindwell.train.losses import balanced_class_weights
+from mindwell.train.recipe import Recipe
+from mindwell.train.sft_task import Prepared
+
+log = logging.getLogger("mindwell.train")
+
+
+def label_names(recipe: Recipe, values: list) -> list[str]:
+    if recipe.labels:
+        return list(recipe.labels)
+    unique = set(values)
+    if all(isinstance(v, (int, np.integer)) or (isinstance(v, str) and v.isdigit())
+           for v in unique):
+        return [str(v) for v in sorted({int(v) for v in unique})]
+    return sorted(str(v) for v in unique)
+
+
+def encode_labels(values: list, names: list[str], source: str) -> list[int]:
+    index = {name: i for i, name in enumerate(names)}
+    ids = []
+    for row, value in enumerate(values):
+        key = str(value)
+        if key in index:
+            ids.append(index[key])
+        elif isinstance(value, (int, np.integer)) and 0 <= int(value) < len(names):
+            ids.append(int(value))  # labels given by id
+        else:
+            raise MindwellError(
+                f"Row {row} of '{source}' has label {value!r}, which is not in the label set "
+                f"{names}.",
+                "Fix the data, or list every label name in the recipe's `labels`.",
+            )
+    return ids
+
+
+def load_split(recipe: Recipe):
+    """(train_texts, train_ids, eval_texts, eval_ids, names) with every check done."""
+    table = load_table(recipe.data)
+    require_columns(table, [recipe.text_column, recipe.label_column], recipe.data)
+    require_strings(table, recipe.text_column, recipe.data)
+    train_rows, eval_rows = split_rows(
+        table, recipe.validation_fraction if not recipe.eval_data else 0.0, recipe.seed,
+        recipe.split_column, recipe.data_split, recipe.group_column, recipe.label_column,
+    )
+    if recipe.eval_data:
+        eval_rows = load_table(recipe.eval_data)
+        require_columns(eval_rows, [recipe.text_column, recipe.label_column], recipe.eval_data)
+        require_strings(eval_rows, recipe.text_column, recipe.eval_data)
+    if recipe.max_train_samples:
+        train_rows = train_rows.shuffle(seed=recipe.seed).select(
+            range(min(recipe.max_train_samples, len(train_rows))))
+    if eval_rows is not None and recipe.max_eval_samples:
+        eval_rows = eval_rows.shuffle(seed=recipe.seed).select(
+            range(min(recipe.max_eval_samples, len(eval_rows))))
+    names = label_names(recipe, list(table[recipe.label_column]))
+    train_ids = encode_labels(train_rows[recipe.label_column], names, recipe.data)
+    eval_ids = (encode_labels(eval_rows[recipe.label_column], names, recipe.data)
+                if eval_rows is not None else None)
+    return (list(train_rows[recipe.text_column]), train_ids,
+            list(eval_rows[recipe.text_column]) if eval_rows is not None else None,
+            eval_ids, names)
+
+
+def class_weights(recipe: Recipe, train_ids: list[int], num_labels: int) -> list[float] | None:
+    if recipe.class_weights is None:
+        return None
+    if recipe.class_weights == "auto":
+        return balanced_class_weights(train_ids, num_labels)
+    if len(recipe.class_weights) != num_labels:
+        raise MindwellError(
+            f"class_weights has {len(recipe.class_weights)} values for {num_labels} labels.",
+            "Give one weight per label, in the order of `labels`.",
+        )
+    return list(recipe.class_weights)
+
+
+def compute_metrics(eval_pred) -> dict[str, float]:
+    logits, labels = eval_pred
+    return classification_metrics(labels, np.argmax(logits, axis=-1))
+
+
+class WeightedTrainer(Trainer):
+    """Cross-entropy with per-class weights (the model's own loss has none)."""
+
+    def __init__(self, *args, class_weights: list[float] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.class_weights = class_weights
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        import torch
+
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        weight = (torch.tensor(self.class_weights, dtype=outputs.logits.dtype,
+                               device=outputs.logits.device) if self.class_weights else None)
+        loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weight)
+        return (loss, outputs) if return_outputs else loss
+
+
+def prepare(recipe: Recipe, location: str) -> Prepared:
+    from datasets import Dataset
+
+    from mindwell.train.models import load_model
+
+    train_texts, train_ids, eval_texts, eval_ids, names = load_split(recipe)
+    weights = class_weights(recipe, train_ids, len(names))
+    model, tokenizer = load_model(recipe, location, len(names), dict(enumerate(names)))
+
+    def encode(texts, ids):
+        encoded = tokenizer(texts, truncation=True, max_length=recipe.max_length)
+        return Dataset.from_dict({**encoded, "labels": ids})
+
+    truncated = sum(len(tokenizer(t)["input_ids"]) > recipe.max_length for t in train_texts)
+    return Prepared(
+        model=model,
+        tokenizer=tokenizer,
+        train_dataset=encode(train_texts, train_ids),
+        eval_dataset=encode(eval_texts, eval_ids) if eval_texts else None,
+        collator=DataCollatorWithPadding(tokenizer, padding="longest"),
+        trainer_class=WeightedTrainer,
+        compute_metrics=compute_metrics,
+        truncated=truncated,
+        trainer_kwargs={"class_weights": weights},
+        extra_summary={"labels": names, "class_weights": weights},
+    )
+
+
+# -- embedding head ---------------------------------------------------------------------
+def embed(texts: list[str], batch_size: int = 256) -> np.ndarray:
+    from mindwell.models.embedder import get_embedder
+
+    encoder = get_embedder()
+    return np.concatenate([encoder.encode(texts[i: i + batch_size])
+                           for i in range(0, len(texts), batch_size)])
+
+
+def train_embedding_head(recipe: Recipe, output_dir: Path):
+    """Multinomial logistic regression on frozen sentence embeddings, full-batch in torch."""
+    import torch
+
+    from mindwell.train.report import plot_loss_curve, write_model_card
+    from mindwell.train.runner import TrainResult
+
+    train_texts, train_ids, eval_texts, eval_ids, names = load_split(recipe)
+    weights = class_weights(recipe, train_ids, len(names))
+    x_train = torch.from_numpy(embed(train_texts))
+    y_train = torch.tensor(train_ids)
+    x_eval = torch.from_numpy(embed(eval_texts)) if eval_texts else None
+    head = torch.nn.Linear(x_train.shape[1], len(names))
+    optimizer = torch.optim.AdamW(head.parameters(), lr=recipe.learning_rate,
+                                  weight_decay=recipe.weight_decay)
+    loss_fn = torch.nn.CrossEntropyLoss(
+        weight=torch.tensor(weights, dtype=torch.float32) if weights else None)
+    steps = recipe.max_steps if recipe.max_steps > 0 else int(200 * recipe.num_epochs)
+    every = recipe.eval_steps or max(1, steps // 20)
+    history, best, best_state, stale = [], -1.0, None, 0
+    for step in range(1, steps + 1):
+        optimizer.zero_grad()
+        loss = loss_fn(head(x_train), y_train)
+        loss.backward()
+        optimizer.step()
+        if step % recipe.logging_steps == 0 or step == 1:
+            history.append({"step": step, "loss": float(loss)})
+        if x_eval is not None and (step % every == 0 or step == steps):
+            with torch.no_grad():
+                logits = head(x_eval)
+                eval_loss = float(loss_fn(logits, torch.tensor(eval_ids)))
+            metrics = classification_metrics(eval_ids, logits.argmax(-1).numpy())
+            history.append({"step": step, "eval_loss": eval_loss,
+                            **{f"eval_{k}": v for k, v in metrics.items()}})
+            score = metrics.get(recipe.best_metric, -eval_loss)
+            if score > best:
+                best, best_state, stale = score, {k: v.clone() for k, v in
+                                                  head.state_dict().items()}, 0
+            else:
+                stale += 1
+                if recipe.early_stopping_patience and stale >= recipe.early_stopping_patience:
+                    break
+    if best_state is not None:
+        head.load_state_dict(best_state)
+    final = {}
+    if x_eval is not None:
+        with torch.no_grad():
+            final = {f"eval_{k}": v for k, v in classification_metrics(
+                eval_ids, head(x_eval).argmax(-1).numpy()).items()}
+    adapter_dir = output_dir / "adapter"
+    adapter_dir.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save_file
+
+    save_file({"weight": head.weight.detach().contiguous(),
+               "bias": head.bias.detach().contiguous()}, str(adapter_dir / "head.safetensors"))
+    (adapter_dir / "head_config.json").write_text(json.dumps(
+        {"kind": "embedding-head", "embedder": "use-multilingual-v3", "labels": names}, indent=2))
+    summary = {"metrics": final, "train_examples": len(train_ids),
+               "eval_examples": len(eval_ids or []), "labels": names, "class_weights": weights,
+               "steps": step}
+    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    _write_history_csv(history, output_dir / "metrics.csv")
+    plot_loss_curve(history, output_dir / "loss_curve.png", recipe.best_metric)
+    write_model_card(recipe, summary, output_dir / "README.md")
+    return TrainResult(output_dir, final, history, 0, len(train_ids), len(eval_ids or []))
+
+
+def _write_history_csv(history: list[dict], path: Path) -> None:
+    import csv
+
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["step", "metric", "value"])
+        for entry in history:
+            for key, value in entry.items():
+                if key != "step":
+                    writer.writerow([entry["step"], key, value])

@@ -1,0 +1,127 @@
+"""Reading training data and splitting it without leakage.
+
+Local CSV, JSONL/JSON and parquet files load through `datasets`; anything else is taken as
+a hub data set name (which needs a reachable hub). Every problem a user can fix (a missing
+column, empty data, non-string text) is reported before training starts.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from mindwell.errors import MindwellError
+
+_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json",
+            ".parquet": "parquet"}
+VALIDATION_NAMES = {"val", "valid", "validation", "dev", "eval"}
+
+
+def load_table(source: str, split: str | None = None):
+    """A `datasets.Dataset` from a local file or a hub data set name."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    path = Path(source).expanduser()
+    try:
+        if path.exists():
+            builder = _FORMATS.get(path.suffix.lower())
+            if builder is None:
+                raise MindwellError(
+                    f"Cannot read {path}: unknown file type '{path.suffix}'.",
+                    "Use CSV, TSV, JSONL, JSON or parquet.",
+                )
+            kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+            table = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
+        elif path.suffix.lower() in _FORMATS or source.startswith((".", "/", "~")):
+            raise MindwellError(f"Data file not found: {path}", "Check the path in `data`.")
+        else:
+            table = datasets.load_dataset(source, split=split or "train")
+            split = None  # already applied by the hub loader
+    except MindwellError:
+        raise
+    except Exception as err:  # datasets raises many types for unreadable files
+        raise MindwellError(
+            f"Cannot read the data '{source}': {type(err).__name__}: {str(err)[:300]}",
+            "Check that the file is valid CSV/JSONL/parquet, or that the hub is reachable "
+            "for a hub data set name.",
+        ) from err
+    if len(table) == 0:
+        raise MindwellError(f"The data '{source}' has no rows.", "Point `data` at a non-empty "
+                            "file.")
+    return table
+
+
+def require_columns(table, columns: list[str], source: str) -> None:
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise MindwellError(
+            f"The data '{source}' has no column(s) {', '.join(missing)}.",
+            f"Columns found: {', '.join(table.column_names)}. Set the recipe's column names "
+            "to match.",
+        )
+
+
+def require_strings(table, column: str, source: str) -> None:
+    for index, value in enumerate(table[column]):
+        if not isinstance(value, str):
+            raise MindwellError(
+                f"Row {index} of '{source}' has a {type(value).__name__} in the text column "
+                f"'{column}', not a string.",
+                "Clean the data (empty cells in CSV load as None) or choose another column.",
+            )
+
+
+def split_rows(
+    table,
+    validation_fraction: float,
+    seed: int,
+    split_column: str | None = None,
+    train_value: str | None = None,
+    group_column: str | None = None,
+    stratify_column: str | None = None,
+):
+    """(train, validation) tables. A split column is honoured as is; otherwise rows are
+    split by group, so every row of a group (e.g. all answers to one question) lands on the
+    same side and no question leaks from training into validation. Without groups, a
+    stratify column (the label, for classification) keeps class proportions alike."""
+    if split_column:
+        values = [str(v).lower() for v in table[split_column]]
+        train_name = (train_value or "train").lower()
+        train_idx = [i for i, v in enumerate(values) if v == train_name]
+        val_idx = [i for i, v in enumerate(values) if v in VALIDATION_NAMES]
+        if not train_idx:
+            raise MindwellError(
+                f"No row has {split_column} = '{train_name}'.",
+                f"Values found: {', '.join(sorted(set(values)))}.",
+            )
+        # Rows marked test are never used for training or model selection.
+        return table.select(train_idx), table.select(val_idx) if val_idx else None
+    if validation_fraction <= 0:
+        return table, None
+    if group_column:
+        groups = sorted({str(g) for g in table[group_column]})
+        random.Random(seed).shuffle(groups)
+        held = set(groups[: max(1, round(len(groups) * validation_fraction))])
+        keys = [str(g) for g in table[group_column]]
+        val_idx = [i for i, g in enumerate(keys) if g in held]
+        train_idx = [i for i, g in enumerate(keys) if g not in held]
+    else:
+        strata: dict[str, list[int]] = {}
+        keys = table[stratify_column] if stratify_column else [""] * len(table)
+        for index, key in enumerate(keys):
+            strata.setdefault(str(key), []).append(index)
+        rng = random.Random(seed)
+        val_idx, train_idx = [], []
+        for key in sorted(strata):
+            order = strata[key]
+            rng.shuffle(order)
+            cut = round(len(order) * validation_fraction)
+            val_idx += order[:cut]
+            train_idx += order[cut:]
+        if not val_idx:
+            val_idx, train_idx = train_idx[:1], train_idx[1:]
+        val_idx, train_idx = sorted(val_idx), sorted(train_idx)
+    if not train_idx:
+        raise MindwellError("Too little data: nothing left for training after the split.")
+    return table.select(train_idx), table.select(val_idx)

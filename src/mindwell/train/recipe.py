@@ -1,0 +1,223 @@
+"""The training recipe: every argument of `mindwell train`, validated before anything loads.
+
+A recipe is a YAML file of these fields; `key=value` arguments on the command line override
+it. An unknown or misspelt key is an error that names the closest valid key, and values are
+type-checked by pydantic, so a typo never silently trains with a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mindwell.errors import MindwellError
+
+
+class Recipe(BaseModel):
+    """Training arguments for both tasks. Fields are grouped as in a recipe file."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # -- what to train ------------------------------------------------------------------
+    task: Literal["sft", "classify"] = Field(
+        description="sft: counseling chat (causal LM); classify: text classification."
+    )
+    model: str = Field(
+        description="Base model: a registry name (gemma3-270m, tiny-gemma), a checkpoint or "
+        "adapter directory, or a hub id."
+    )
+    output_dir: str = Field("runs/latest", description="Where the adapter, metrics, plots go.")
+
+    # -- data ---------------------------------------------------------------------------
+    data: str = Field(description="Training data: CSV, JSONL, JSON or parquet path, or a hub "
+                      "data set name.")
+    eval_data: str | None = Field(None, description="Separate validation data (optional).")
+    data_split: str | None = Field(
+        None, description="Hub split or a value of split_column to train on (e.g. train)."
+    )
+    split_column: str | None = Field(
+        None, description="Column that assigns rows to train/val(idation)/test; honoured as is."
+    )
+    group_column: str | None = Field(
+        None, description="Rows sharing this value stay in the same split (e.g. questionID)."
+    )
+    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0,
+                                       description="Held out for validation when no split is "
+                                       "given.")
+    max_train_samples: int | None = Field(None, ge=1, description="Cap, for quick runs.")
+    max_eval_samples: int | None = Field(None, ge=1, description="Cap on validation rows.")
+
+    # sft columns
+    prompt_columns: list[str] = Field(
+        default_factory=list,
+        description="Single-turn data: columns joined (blank line between) into the user turn.",
+    )
+    response_column: str | None = Field(None, description="Single-turn data: the answer.")
+    messages_column: str = Field("messages", description="Multi-turn data: list of "
+                                 "{role, content}.")
+    system_prompt: str | None = Field(
+        None, description="System prompt added to every conversation that has none "
+        "(folded into the first user turn for Gemma)."
+    )
+
+    # classify columns
+    text_column: str = Field("text", description="Classification input text.")
+    label_column: str = Field("label", description="Label, by name or integer id.")
+    labels: list[str] | None = Field(
+        None, description="Label names in id order; inferred (sorted) from the data if unset."
+    )
+    class_weights: Literal["auto"] | list[float] | None = Field(
+        None, description="Loss weights per class: auto (balanced) or one per label."
+    )
+    classifier: Literal["lora", "embedding-head"] = Field(
+        "lora", description="lora: causal LM + classification head; embedding-head: a head on "
+        "frozen multilingual sentence embeddings (fast on CPU)."
+    )
+
+    # -- method -------------------------------------------------------------------------
+    method: Literal["lora", "qlora", "full"] = Field(
+        "lora", description="qlora needs CUDA and bitsandbytes; falls back to lora on CPU."
+    )
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    lora_target_modules: list[str] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                 "up_proj", "down_proj"],
+        description="Modules that get adapters; all-linear picks every linear layer.",
+    )
+
+    # -- optimisation -------------------------------------------------------------------
+    learning_rate: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    num_epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: epochs).")
+    batch_size: int = Field(4, ge=1, description="Per device.")
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    warmup_steps: int = Field(0, ge=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    lr_scheduler: str = Field("cosine", description="Any transformers scheduler name.")
+    optim: str = Field("adamw_torch", description="Any transformers optimizer name, e.g. "
+                       "paged_adamw_8bit on GPU.")
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_length: int = Field(512, ge=8, description="Tokens; longer examples are truncated "
+                            "and counted.")
+    gradient_checkpointing: bool = Field(True, description="Less memory, ~20 % more compute.")
+    chunked_loss: bool = Field(
+        True, description="sft: compute logits only at answer tokens, in chunks (the 262k "
+        "Gemma vocabulary otherwise dominates memory)."
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 on GPU, fp32 on CPU (bf16 is unusably slow there)."
+    )
+    seed: int = 42
+
+    # -- evaluation and checkpoints -----------------------------------------------------
+    eval_steps: int | None = Field(None, ge=1, description="Evaluate every N steps "
+                                   "(default: each epoch).")
+    save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps "
+                                   "(default: with eval).")
+    logging_steps: int = Field(10, ge=1)
+    save_total_limit: int = Field(2, ge=1)
+    early_stopping_patience: int | None = Field(None, ge=1, description="Evaluations without "
+                                                "improvement before stopping.")
+    metric_for_best_model: str | None = Field(
+        None, description="Default: f1_weighted for classify, loss for sft."
+    )
+    resume: bool = Field(False, description="Continue from the last checkpoint in output_dir.")
+    merge: bool = Field(False, description="Also write the adapter merged into the base.")
+    report_to: list[str] = Field(default_factory=lambda: ["tensorboard"])
+
+    @model_validator(mode="after")
+    def _check_task_fields(self) -> Recipe:
+        explicit_weights = self.class_weights not in (None, "auto")
+        if explicit_weights and self.labels and len(self.class_weights) != len(self.labels):
+            raise ValueError(
+                f"class_weights has {len(self.class_weights)} values but labels has "
+                f"{len(self.labels)}"
+            )
+        if self.task == "sft" and self.prompt_columns and not self.response_column:
+            raise ValueError("prompt_columns needs response_column (the answer column)")
+        return self
+
+    @property
+    def best_metric(self) -> str:
+        return self.metric_for_best_model or ("f1_weighted" if self.task == "classify" else "loss")
+
+
+FIELD_NAMES = tuple(Recipe.model_fields)
+
+
+def _closest(key: str) -> str:
+    match = difflib.get_close_matches(key, FIELD_NAMES, n=1, cutoff=0.5)
+    return f" Did you mean '{match[0]}'?" if match else ""
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` pairs, values parsed as YAML (so 3e-4, true, [a, b] all work)."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise MindwellError(
+                f"Override '{pair}' is not key=value.", "Example: learning_rate=1e-4 max_steps=20"
+            )
+        overrides[key.strip()] = _yaml_value(value)
+    return overrides
+
+
+def _yaml_value(text: str) -> Any:
+    if text == "":
+        return None
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        # YAML 1.1 reads 1e-4 (no dot) as a string; numbers are what people mean.
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = None) -> Recipe:
+    """Read a recipe file, apply overrides, and validate everything with clear messages."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except OSError as err:
+            raise MindwellError(f"Cannot read the recipe {path}: {err.strerror}.") from err
+        except yaml.YAMLError as err:
+            raise MindwellError(f"The recipe {path} is not valid YAML: {err}") from err
+        if not isinstance(values, dict):
+            raise MindwellError(f"The recipe {path} must be a mapping of key: value.")
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    values.update(overrides or {})
+    for key in values:
+        if key not in FIELD_NAMES:
+            raise MindwellError(
+                f"Unknown recipe key '{key}'.{_closest(key)}",
+                "Run `mindwell train --list-keys` for every key with its meaning.",
+            )
+    try:
+        return Recipe(**values)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'recipe'}: {e['msg']}" for e in err.errors()
+        )
+        raise MindwellError(f"Invalid recipe: {problems}.") from err
+
+
+def describe_fields() -> str:
+    lines = []
+    for name, info in Recipe.model_fields.items():
+        default = "required" if info.is_required() else repr(info.get_default(
+            call_default_factory=True))
+        lines.append(f"{name} (default {default}): {info.description or ''}".rstrip(": "))
+    return "\n".join(lines)

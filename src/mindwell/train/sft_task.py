@@ -1,0 +1,129 @@
+"""The `sft` task: counseling conversations with loss on the assistant's words only."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from transformers import DataCollatorForSeq2Seq, Trainer
+
+from mindwell.errors import MindwellError
+from mindwell.train.data import load_table, require_columns, split_rows
+from mindwell.train.losses import chunked_lm_loss
+from mindwell.train.models import load_model
+from mindwell.train.recipe import Recipe
+from mindwell.train.sft import normalise_conversation, row_to_messages, tokenize_conversation
+
+log = logging.getLogger("mindwell.train")
+
+
+@dataclass
+class Prepared:
+    """Everything the Trainer needs, built from a recipe."""
+
+    model: object
+    tokenizer: object
+    train_dataset: object
+    eval_dataset: object | None
+    collator: object
+    trainer_class: type = Trainer
+    compute_metrics: object = None
+    truncated: int = 0
+    trainer_kwargs: dict = field(default_factory=dict)
+    extra_summary: dict = field(default_factory=dict)
+
+
+class SFTTrainer(Trainer):
+    """Trainer whose loss projects only answer tokens onto the vocabulary, in chunks."""
+
+    def __init__(self, *args, chunked_loss: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.chunked_loss = chunked_loss
+        # compute_loss below normalises by the token count of the whole accumulated batch,
+        # so the Trainer must pass it in and must not divide again.
+        self.model_accepts_loss_kwargs = True
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.chunked_loss:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+        causal_lm = getattr(causal_lm, "module", causal_lm)  # unwrapped under DDP
+        hidden = causal_lm.model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        ).last_hidden_state
+        softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
+        mean, count = chunked_lm_loss(hidden, inputs["labels"], causal_lm.lm_head.weight, softcap)
+        loss = mean * count / num_items_in_batch if num_items_in_batch else mean
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+
+def conversations(recipe: Recipe, table, source: str) -> list[list[dict]]:
+    if recipe.response_column:
+        require_columns(table, [*recipe.prompt_columns, recipe.response_column], source)
+        rows = (row_to_messages(row, recipe.prompt_columns, recipe.response_column)
+                for row in table)
+    else:
+        require_columns(table, [recipe.messages_column], source)
+        rows = (row[recipe.messages_column] for row in table)
+    return [normalise_conversation(list(m), recipe.system_prompt) for m in rows]
+
+
+def tokenize_all(recipe: Recipe, tokenizer, template, convs) -> tuple[object, int]:
+    from datasets import Dataset
+
+    examples, truncated = [], 0
+    for messages in convs:
+        item = tokenize_conversation(tokenizer, template, messages, recipe.max_length)
+        if item is None:
+            continue
+        truncated += item.truncated
+        examples.append({"input_ids": item.input_ids, "labels": item.labels,
+                         "attention_mask": [1] * len(item.input_ids)})
+    if not examples:
+        raise MindwellError("No conversation has an assistant answer to learn from.",
+                            "Check response_column or the roles in the messages.")
+    return Dataset.from_list(examples), truncated
+
+
+def prepare(recipe: Recipe, location: str) -> Prepared:
+    from mindwell.inference.hf import template_for_tokenizer
+
+    table = load_table(recipe.data, None)
+    train_rows, eval_rows = split_rows(
+        table, recipe.validation_fraction if not recipe.eval_data else 0.0, recipe.seed,
+        recipe.split_column, recipe.data_split, recipe.group_column,
+    )
+    if recipe.eval_data:
+        eval_rows = load_table(recipe.eval_data)
+    if recipe.max_train_samples:
+        train_rows = train_rows.select(range(min(recipe.max_train_samples, len(train_rows))))
+    if eval_rows is not None and recipe.max_eval_samples:
+        eval_rows = eval_rows.select(range(min(recipe.max_eval_samples, len(eval_rows))))
+    train_convs = conversations(recipe, train_rows, recipe.data)
+    eval_convs = conversations(recipe, eval_rows, recipe.eval_data or recipe.data) if (
+        eval_rows is not None and len(eval_rows)) else None
+
+    model, tokenizer = load_model(recipe, location)
+    config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+    template = template_for_tokenizer(tokenizer, config.model_type, None)
+    train_ds, truncated = tokenize_all(recipe, tokenizer, template, train_convs)
+    eval_ds = tokenize_all(recipe, tokenizer, template, eval_convs)[0] if eval_convs else None
+    if truncated:
+        log.warning("%d of %d training conversations were longer than max_length=%d tokens "
+                    "and were truncated.", truncated, len(train_ds), recipe.max_length)
+    labelled = sum(sum(label != -100 for label in row) for row in train_ds["labels"])
+    total = sum(len(row) for row in train_ds["input_ids"])
+    return Prepared(
+        model=model,
+        tokenizer=tokenizer,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        # Dynamic padding: each batch is padded to its own longest example, never to
+        # max_length; labels are padded with -100 so padding adds nothing to the loss.
+        collator=DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100),
+        trainer_class=SFTTrainer,
+        truncated=truncated,
+        trainer_kwargs={"chunked_loss": recipe.chunked_loss},
+        extra_summary={"template": template.name, "train_tokens": total,
+                       "train_answer_tokens": labelled},
+    )
