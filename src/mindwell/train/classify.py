@@ -182,7 +182,7 @@ def train_embedding_head(recipe: Recipe, output_dir: Path):
         loss.backward()
         optimizer.step()
         if step % recipe.logging_steps == 0 or step == 1:
-            history.append({"step": step, "loss": float(loss)})
+            history.append({"step": step, "loss": loss.item()})
         if x_eval is not None and (step % every == 0 or step == steps):
             with torch.no_grad():
                 logits = head(x_eval)

@@ -69,7 +69,7 @@ def training_arguments(recipe: Recipe, has_eval: bool, output_dir: Path):
         optim=recipe.optim,
         max_grad_norm=recipe.max_grad_norm,
         gradient_checkpointing=recipe.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+        activation_checkpointing_kwargs={"use_reentrant": False},
         bf16=compute_dtype(recipe) == torch.bfloat16 and use_cuda(),
         eval_strategy=strategy if has_eval else "no",
         eval_steps=recipe.eval_steps,
