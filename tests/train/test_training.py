@@ -151,3 +151,22 @@ def test_accelerate_launch_runs_the_same_recipe_on_cpu(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_qlora_falls_back_to_lora_without_cuda(caplog):
+    from mindwell.train.models import effective_method
+
+    qlora = load_recipe(None, {"task": "sft", "model": "tiny-gemma", "data": "x.jsonl",
+                               "method": "qlora"})
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with caplog.at_level("WARNING", logger="mindwell.train"):
+        assert effective_method(qlora) == "lora"
+    assert "QLoRA needs a CUDA GPU" in caplog.text
+
+
+def test_full_fine_tuning_saves_a_whole_model(tmp_path):
+    train(recipe("tiny-sft.yaml", tmp_path, "method=full", "max_steps=2",
+                 "validation_fraction=0.0"))
+    assert (tmp_path / "adapter" / "config.json").exists()
+    assert not (tmp_path / "adapter" / "adapter_config.json").exists()

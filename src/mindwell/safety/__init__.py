@@ -1,16 +1,16 @@
 """Safety checks that run on every user message before any generation.
 
 ``SafetyGate.assess`` is the one place chat, diary and server ask "is this person at risk?".
-This first gate recognises direct statements of suicidal intent, self-harm and common
-method-seeking phrasings in English and Korean, and answers them with a deterministic
-message that gives helplines instead of letting a small model improvise.
+The gate combines first-person crisis language in English and Korean (``rules.py``),
+risk that accumulates over a conversation, and a multilingual embedding check for other
+languages (``risk.py``); an escalation is answered with a deterministic message that gives
+helplines instead of letting a small model improvise.
 """
 
-from mindwell.safety.crisis import (
-    HELPLINES,
-    RiskAssessment,
-    SafetyGate,
-    crisis_reply,
-)
+from mindwell.safety.crisis import HELPLINES, SafetyGate, crisis_reply
+from mindwell.safety.risk import RiskAssessment, RiskAssessor, detect_language
 
-__all__ = ["HELPLINES", "RiskAssessment", "SafetyGate", "crisis_reply"]
+__all__ = [
+    "HELPLINES", "RiskAssessment", "RiskAssessor", "SafetyGate", "crisis_reply",
+    "detect_language",
+]

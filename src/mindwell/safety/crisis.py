@@ -1,64 +1,29 @@
-"""Crisis detection (first line) and the deterministic escalation reply."""
+"""The safety gate used before generation, and the deterministic escalation reply."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
-RiskLevel = Literal["none", "low", "medium", "high", "imminent"]
-
-# Each pattern names why it fired; the reasons travel with the assessment into logs.
-# Idioms ("this homework is killing me", "배고파 죽겠다") deliberately do not match: they
-# lack a first-person wish to die or to hurt oneself.
-_HIGH_RISK_PATTERNS: list[tuple[str, re.Pattern]] = [
-    (reason, re.compile(pattern, re.I))
-    for reason, pattern in [
-        ("states a wish to die",
-         r"\b(i\s*(really\s+|just\s+)?(want|wanna|wish)\s+(to\s+)?(die|be dead|not\s+exist))"),
-        ("talks about killing themself",
-         r"\b(kill(ing)?\s+my\s*self|end(ing)?\s+(my|it)\s+(life|all)|take\s+my\s+(own\s+)?life)"),
-        ("talks about suicide", r"\b(suicid(e|al)|commit\s+suicide)\b(?!\s+prevention)"),
-        ("does not want to live",
-         r"\b(don'?t|do not|no longer)\s+want\s+to\s+(live|be alive|wake up|be here)"),
-        ("talks about self-harm",
-         r"\b(hurt(ing)?|harm(ing)?|cut(ting)?)\s+my\s*self\b|\bself[-\s]?harm"),
-        ("asks about a lethal method",
-         r"how\s+(many|much)\s+\w*\s*(pills|tablets|sleeping pills|mg)\b.*\b(die|kill|lethal|"
-         r"overdose|take|would it take)"),
-        ("asks about a lethal method", r"\b(lethal|fatal)\s+(dose|amount)"),
-        ("states a wish to die (Korean)", r"죽고\s*싶|살고\s*싶지\s*않|사라지고\s*싶"),
-        ("talks about suicide (Korean)", r"자살|목숨을\s*끊|극단적\s*선택"),
-        ("talks about self-harm (Korean)", r"자해"),
-    ]
-]
-# Words that turn a match into talk about others, prevention or fiction.
-_CONTEXT_EXEMPTIONS = re.compile(
-    r"\b(prevention|hotline|awareness|my friend|a friend|novel|movie|film|character|"
-    r"news|article|documentary)\b|예방|친구가|소설|영화|뉴스",
-    re.I,
-)
-
-
-@dataclass
-class RiskAssessment:
-    level: RiskLevel = "none"
-    escalate: bool = False
-    reasons: list[str] = field(default_factory=list)
+from mindwell.safety.risk import RiskAssessment, RiskAssessor
 
 
 class SafetyGate:
-    """Assesses one message in the context of the conversation so far."""
+    """Assesses one message in the context of the conversation so far.
 
-    def assess(self, text: str, history: list[dict] | None = None) -> RiskAssessment:
-        reasons = sorted({reason for reason, rx in _HIGH_RISK_PATTERNS if rx.search(text)})
-        if not reasons:
-            return RiskAssessment()
-        if _CONTEXT_EXEMPTIONS.search(text):
-            # About someone else, prevention or fiction: noted, not escalated.
-            return RiskAssessment("low", False, [*reasons, "context suggests it is not about "
-                                                 "the writer"])
-        return RiskAssessment("high", True, reasons)
+    ``history`` is the conversation's earlier messages (dicts with role and content, or
+    plain strings); only the person's own messages are used.
+    """
+
+    def __init__(self, assessor: RiskAssessor | None = None) -> None:
+        self.assessor = assessor or RiskAssessor()
+
+    def assess(self, text: str, history: list | None = None) -> RiskAssessment:
+        earlier = [
+            m if isinstance(m, str) else m["content"]
+            for m in history or []
+            if isinstance(m, str) or m.get("role") == "user"
+        ]
+        return self.assessor.assess(text, earlier)
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,8 @@ class Recipe(BaseModel):
                                    "(default: with eval).")
     logging_steps: int = Field(10, ge=1)
     save_total_limit: int = Field(2, ge=1)
+    eval_on_start: bool = Field(True, description="Evaluate the untrained model first, so "
+                                "the curve shows where training started.")
     early_stopping_patience: int | None = Field(None, ge=1, description="Evaluations without "
                                                 "improvement before stopping.")
     metric_for_best_model: str | None = Field(

@@ -1,0 +1,173 @@
+"""Crisis language, English and Korean: what each pattern means and how risky it is.
+
+Patterns are first-person on purpose ("I want to die", not "want to die"), so reports about
+other people, fiction and news do not match; Korean, which often drops the subject, gets
+explicit checks for reported speech and third parties instead. Idioms ("this homework is
+killing me", "배고파 죽겠다") are not matched by any pattern.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+LEVELS = ("none", "low", "medium", "high", "imminent")
+
+
+@dataclass(frozen=True)
+class Rule:
+    category: str
+    level: str
+    reason: str
+    pattern: re.Pattern
+
+
+def _rules(level: str, category: str, reason: str, *patterns: str) -> list[Rule]:
+    return [Rule(category, level, reason, re.compile(p, re.I)) for p in patterns]
+
+
+I = r"\b(i|i'm|im|i am|i've|ive|i have|i'll|ill|i will|i just|i really|i kinda|i kind of)\b"
+
+RULES: list[Rule] = [
+    # -- direct statements of intent ----------------------------------------------------
+    *_rules("high", "direct", "states a wish to die or to end their life",
+            rf"{I}\s*(\w+\s+){{0,3}}(want|wanna|going|gonna|plan|planning|need|decided|ready)"
+            r"\s+(to\s+)?(die|be dead|end (it|it all|my life|everything)|kill myself|"
+            r"disappear forever|not (be here|exist|wake up)|stop living|take my (own )?life)",
+            r"\b(kill(ing)?|end(ing)?|off(ing)?|unalive|hurt(ing)?)\s+my\s*self\b(?!\s+laughing)",
+            r"\bkms\b",
+            r"\b(end(ing)?|take|taking)\s+my\s+(own\s+)?life\b",
+            r"\b(wish|wishing)\s+(i\s+)?(was|were|could be)\s+(dead|gone|never born)",
+            r"\b(i('m| am)?|feeling|feel|been)\s+(so\s+|really\s+|very\s+)?suicidal\b",
+            r"\b(don'?t|do not|no longer|dont)\s+want\s+to\s+(live|be alive|wake up|exist|"
+            r"be here|go on|keep going)",
+            r"\bbetter off dead\b",
+            r"\b(no|running out of|don't have any|dont have any|lost all)\s+(more\s+)?"
+            r"reasons?\s+to\s+(live|stay|keep going|go on|be here)",
+            r"\bi('m| am) done with (life|living|everything|it all)\b",
+            r"\bsuicide\b.{0,40}\b(myself|tonight|my plan|i('ll| will))"),
+    # -- plans, means and timing --------------------------------------------------------
+    *_rules("high", "plan_means", "describes a plan or the means to act",
+            r"\b(saved|saving|stockpil\w*|hoard\w*|collected|collecting|kept)\s+(up\s+)?"
+            r"(\w+\s+){0,3}(pills|tablets|meds|medication|sleeping pills|painkillers)",
+            r"\b(pills|tablets|meds)\s+(saved|stockpiled|hidden|ready)",
+            r"\b(bought|got|have|found)\s+(a\s+|the\s+|some\s+)?(rope|noose|gun|razor blades|"
+            r"charcoal|helium)",
+            r"\b(wrote|written|writing|left)\s+(a\s+|my\s+)?(suicide\s+)?(note|letters?)\s+"
+            r"(for|to)\b",
+            r"\b(suicide|goodbye)\s+(note|letter)",
+            r"\b(have|made|got)\s+a\s+plan\b.{0,40}\b(die|end|kill|it)\b",
+            r"\b(picked|chose|set)\s+(a|the)\s+(date|day|time|spot|place)\b"),
+    *_rules("imminent", "timing", "says when",
+            r"\b(tonight|today)\s+is\s+the\s+(night|day)\b",
+            r"\b(tonight|today|this weekend|tomorrow)\b.{0,40}\b(end it|do it|die|kill|"
+            r"goodbye|last)\b",
+            r"\b(end it|do it|kill myself|take them all|take all)\b.{0,30}\b(tonight|today|"
+            r"now|soon|tomorrow)\b"),
+    # -- self-harm ----------------------------------------------------------------------
+    *_rules("high", "self_harm", "talks about harming themself",
+            r"\b(cut|cutting|burn|burning|burned|hit|hitting|scratch\w*|hurt|hurting|harm|"
+            r"harming|punish\w*)\s+my\s*self\b",
+            r"\bself[-\s]?harm\w*",
+            r"\b(cutting|cut)\s+(again|my (arms?|wrists?|legs?|thighs?))",
+            r"\brelapsed?\b.{0,30}\b(cut|cutting|self.?harm|razor|blade)"),
+    # -- farewell -----------------------------------------------------------------------
+    *_rules("high", "farewell", "says goodbye as if for the last time",
+            r"\b(goodbye|bye)\s+(everyone|forever|all|world)\b",
+            r"\b(this|it)\s+is\s+(my|the)\s+last\s+(message|time|post|goodbye|night)",
+            r"\b(take care of|look after|feed)\s+my\s+(cat|dog|kids|children|pets?|plants)\s+"
+            r"(for me|when i'?m gone|after)",
+            r"\bgiv(e|ing|en)\s+away\s+(all\s+)?my\s+(stuff|things|belongings|possessions)",
+            r"\bwhen\s+i'?m\s+gone\b",
+            r"\bwon'?t\s+be\s+(around|here)\s+(much\s+longer|anymore|tomorrow)",
+            r"\b(thank you|thanks) for everything\b.{0,60}\b(goodbye|bye|last|sorry|forever)"),
+    # -- hopelessness that implies intent -----------------------------------------------
+    *_rules("high", "hopeless_intent", "hopelessness with thoughts of not being here",
+            r"\b(everyone|everybody|they|my family|people)('?d| would)\s+be\s+(better|happier)"
+            r"\s+(off\s+)?without\s+me",
+            r"\bno\s+(point|reason)\s+(in\s+)?(living|going on|being alive|to live|to go on)",
+            r"\bcan'?t\s+(go on|keep going|do this anymore|take it anymore)\b.{0,40}"
+            r"\b(die|end|gone|disappear|anymore)",
+            r"\bnothing\s+(left\s+)?to\s+live\s+for\b",
+            r"\bi('m| am)\s+(just\s+)?a\s+burden\b",
+            r"\bif\s+i\s+(disappeared|was gone|were gone|died)\b.{0,40}\b(better|happier|"
+            r"notice|care|miss)"),
+    *_rules("medium", "hopeless", "expresses hopelessness",
+            r"\b(hopeless|no way out|can'?t go on|no future|give up on (life|everything))\b",
+            r"\b(tired|sick) of (living|life|being alive|everything)\b",
+            r"\bnobody would (notice|care|miss me)\b"),
+    # -- method-seeking -----------------------------------------------------------------
+    *_rules("high", "method_lethal", "asks about lethality or a way to die",
+            r"\bhow\s+(many|much)\b.{0,40}\b(pills|tablets|mg|sleeping|painkillers|tylenol|"
+            r"paracetamol|insulin)\b.{0,40}\b(die|kill|lethal|fatal|overdose|not wake|never "
+            r"wake|would it take|to be enough|end it)",
+            r"\b(lethal|fatal|deadly)\s+(dose|amount|height|combination)",
+            r"\b(painless|quick(est)?|easy|easiest|surest)\s+(way|method)s?\s+to\s+(die|go|"
+            r"end|kill)",
+            r"\bhow\s+(long|high|far)\b.{0,40}\b(to die|to drown|to bleed out|survive a fall|"
+            r"fall to die|is fatal)",
+            r"\b(which|what)\s+(medications?|pills|drugs)\b.{0,30}\b(dangerous|deadly|lethal|"
+            r"kill)\b"),
+    *_rules("medium", "method_location", "asks about heights or means",
+            r"\b(tall|high)(er|est)?\s+(bridges?|buildings?|cliffs?|roofs?|rooftops?|floors?)\b",
+            r"\b(bridges?|buildings?|cliffs?|roofs?)\b.{0,30}\b(tall|high)(er|est)?\b.{0,20}"
+            r"\b(than|\d+\s*(m|meters|metres|feet|ft|floors|stories))",
+            r"\bwhere\s+(can|could|do)\s+i\s+(buy|get|find)\b.{0,30}\b(pills|painkillers|"
+            r"sleeping pills|rope|gun|charcoal|poison)",
+            r"\b(get onto|access)\s+(a|the)\s+(roof|rooftop)"),
+    *_rules("low", "distress", "describes a loss or distress",
+            r"\b(lost my (job|mom|dad|mother|father|wife|husband|partner|son|daughter|home)|"
+            r"(she|he|they) left me|broke up|got fired|laid off|divorce|evicted|failed|"
+            r"worthless|alone|empty|depressed|can'?t take it|tired of everything)\b"),
+
+    # -- Korean -------------------------------------------------------------------------
+    *_rules("high", "direct", "states a wish to die (Korean)",
+            r"죽고\s*싶|죽어\s*버리고\s*싶|죽어야\s*겠|죽을\s*거|죽을래|살고\s*싶지\s*않|"
+            r"그만\s*살고\s*싶|살기\s*싫|사라지고\s*싶|세상을\s*떠나고\s*싶|삶을\s*끝내|"
+            r"목숨을\s*끊|자살\s*(하고\s*싶|할\s*거|할래|하려|할까|생각)|극단적\s*선택을\s*하"
+            r"|끝내고\s*싶|끝낼\s*거|더\s*이상\s*살\s*이유|살\s*이유가\s*없|눈\s*뜨고\s*싶지\s*않"
+            r"|안\s*깨어나고\s*싶"),
+    *_rules("high", "plan_means", "describes a plan or the means (Korean)",
+            r"(약|수면제|진통제)을?\s*(\S+\s*){0,2}(모아|모았|모으|숨겨|쌓아)|유서|번개탄|"
+            r"(밧줄|줄|끈)을?\s*(샀|사\s*놨|준비)|날짜(를|도)?\s*(정했|잡았)|준비(를|는)?\s*다\s*(했|끝)|"
+            r"(신변|주변)\s*정리"),
+    *_rules("imminent", "timing", "says when (Korean)",
+            r"오늘\s*밤|오늘이\s*마지막|내일이면\s*(없|끝)|오늘\s*(끝|실행)"),
+    *_rules("high", "self_harm", "talks about harming themself (Korean)",
+            r"자해|(손목|팔|다리|허벅지)을?\s*(\S+\s*)?(긋|그었|그어)|칼로\s*(긋|그)|"
+            r"(내|제)\s*몸을?\s*(해치|다치게|상처|때리)|스스로를?\s*(해치|때리)"),
+    *_rules("high", "farewell", "says goodbye as if for the last time (Korean)",
+            r"마지막\s*인사|그동안\s*(고마웠|감사했)|다들\s*잘\s*(지내|살아)|먼저\s*갈게|"
+            r"(고양이|강아지|애들|아이들)\s*(\S+\s*)?부탁(해|합니다|드려)|"
+            r"(물건|짐|방)을?\s*(다\s*)?(정리|나눠\s*줬)|이게\s*마지막"),
+    *_rules("high", "hopeless_intent", "hopelessness with thoughts of not being here (Korean)",
+            r"(내가|제가)\s*없(어지|으)면|없는\s*게\s*(낫|나아)|짐만\s*되|짐이\s*(되|돼)|"
+            r"살아서\s*뭐\s*해|더\s*(이상\s*)?(못|안)\s*버티|사라져\s*(버리|주)"),
+    *_rules("medium", "hopeless", "expresses hopelessness (Korean)",
+            r"희망이\s*없|아무\s*의미(가|도)\s*없|다\s*포기하고\s*싶|지쳤어|지쳐서"),
+    *_rules("high", "method_lethal", "asks about lethality (Korean)",
+            r"몇\s*(알|개|정|봉지)\S*\s*(\S+\s*){0,3}(죽|안\s*깨|못\s*깨|치사)|치사량|"
+            r"고통\s*없이\s*죽|(빨리|쉽게)\s*죽는\s*(법|방법)|죽는\s*(법|방법)"),
+    *_rules("medium", "method_location", "asks about heights or means (Korean)",
+            r"(높은|제일\s*높은|가장\s*높은)\s*(다리|건물|옥상|아파트|층)|뛰어내리|"
+            r"(약|수면제|진통제)을?\s*(어디서|어떻게)\s*(사|구하)|옥상(에|으로)\s*(올라|들어)"),
+    *_rules("low", "distress", "describes a loss or distress (Korean)",
+            r"헤어졌|잘렸|해고|실직|떨어졌|이혼|돌아가셨|우울|외로|힘들|괴로|지쳤|무너"),
+]
+
+# Talk about other people, prevention, fiction or news: downgrades what would otherwise
+# escalate, unless the writer also speaks about themself.
+CONTEXT_EXEMPTIONS = re.compile(
+    r"\b(prevention|hotline|crisis line|volunteer\w*|awareness|training|my (friend|sister|"
+    r"brother|mom|dad|son|daughter|student|client|coworker|roommate)|a friend|character|"
+    r"novel|story|movie|film|book|article|news|documentary|statistics|research|essay|"
+    r"history|lyrics|song|how (can|do|should) i help)\b"
+    r"|예방|친구가|동생이|언니가|오빠가|형이|누나가|엄마가|아빠가|소설|영화|드라마|뉴스|기사|"
+    r"통계|연구|캐릭터|주인공|가사|어떻게\s*도와|교육",
+    re.I,
+)
+# The writer speaking about themself, which an exemption must not hide.
+SELF_REFERENCE = re.compile(r"\b(i|me|my|myself|i'm|im)\b.{0,20}\b(too|also|as well)\b"
+                            r"|\bso do i\b|\bme too\b|나도|저도", re.I)
+# Korean reported speech ("she says she wants to die"): -대, -래, -다고.
+KOREAN_REPORTED = re.compile(r"(싶대|싶다고|싶어\s*한대|싶어\s*해|한대요|했대|래요|다고\s*(했|하더))")
