@@ -26,12 +26,14 @@ def _rules(level: str, category: str, reason: str, *patterns: str) -> list[Rule]
     return [Rule(category, level, reason, re.compile(p, re.I)) for p in patterns]
 
 
-I = r"\b(i|i'm|im|i am|i've|ive|i have|i'll|ill|i will|i just|i really|i kinda|i kind of)\b"
+FIRST_PERSON = (
+    r"\b(i|i'm|im|i am|i've|ive|i have|i'll|ill|i will|i just|i really|i kinda|i kind of)\b"
+)
 
 RULES: list[Rule] = [
     # -- direct statements of intent ----------------------------------------------------
     *_rules("high", "direct", "states a wish to die or to end their life",
-            rf"{I}\s*(\w+\s+){{0,3}}(want|wanna|going|gonna|plan|planning|need|decided|ready)"
+            rf"{FIRST_PERSON}\s*(\w+\s+){{0,3}}(want|wanna|going|gonna|plan|planning|need|decided|ready)"
             r"\s+(to\s+)?(die|be dead|end (it|it all|my life|everything)|kill myself|"
             r"disappear forever|not (be here|exist|wake up)|stop living|take my (own )?life)",
             r"\b(kill(ing)?|end(ing)?|off(ing)?|unalive|hurt(ing)?)\s+my\s*self\b(?!\s+laughing)",
@@ -170,4 +172,6 @@ CONTEXT_EXEMPTIONS = re.compile(
 SELF_REFERENCE = re.compile(r"\b(i|me|my|myself|i'm|im)\b.{0,20}\b(too|also|as well)\b"
                             r"|\bso do i\b|\bme too\b|나도|저도", re.I)
 # Korean reported speech ("she says she wants to die"): -대, -래, -다고.
-KOREAN_REPORTED = re.compile(r"(싶대|싶다고|싶어\s*한대|싶어\s*해|한대요|했대|래요|다고\s*(했|하더))")
+KOREAN_REPORTED = re.compile(
+    r"(싶대|싶다고|싶어\s*한대|싶어\s*해|한대요|했대|래요|다고\s*(했|하더))"
+)
