@@ -8,15 +8,19 @@ context holds (oldest turns dropped first).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from mindwell.chat.prompts import COUNSELOR_SYSTEM_PROMPT
+from mindwell.chat.prompts import AI_DISCLOSURE, COUNSELOR_SYSTEM_PROMPT
 from mindwell.errors import MindwellError
 from mindwell.inference.base import Backend, Message, SamplingParams
 from mindwell.safety import RiskAssessment, SafetyGate, crisis_reply
+from mindwell.safety.crisis import SAFE_AGAIN, crisis_mode_reply, says_safe
+from mindwell.safety.guardrails import OutputGuardrail, guarded_stream
 
 MAX_MESSAGE_CHARS = 4000  # ~1000 tokens: longer pastes crowd out the conversation
+DISCLOSURE_INTERVAL_S = 3 * 60 * 60  # the AI disclosure is repeated every 3 hours
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 # Stands in for a crisis message in later prompts: the model keeps the context without
 # the raw words (which small models may echo or elaborate on).
@@ -52,10 +56,19 @@ class ChatSession:
         self.max_message_chars = max_message_chars
         self.history: list[Message] = []  # user/assistant turns, without the system prompt
         self.dropped_turns = 0
+        self.guardrail = OutputGuardrail()
+        self.crisis_mode = False
+        self.crisis_step = 0
+        # Risk events for the session log: when, level and reasons, never the message text.
+        self.events: list[dict] = []
+        self.clock: Callable[[], float] = time.time
+        self.disclosed_at = self.clock()  # front ends show AI_DISCLOSURE when a chat starts
 
     def reset(self) -> None:
         self.history.clear()
         self.dropped_turns = 0
+        self.crisis_mode = False
+        self.crisis_step = 0
 
     def ask(self, text: str) -> Turn | None:
         """Start a reply to ``text``; None when the message is empty."""
@@ -70,31 +83,58 @@ class ChatSession:
             )
             text = text[: self.max_message_chars]
 
+        now = self.clock()
+        if now - self.disclosed_at >= DISCLOSURE_INTERVAL_S:
+            notices.append(AI_DISCLOSURE)
+            self.disclosed_at = now
+        korean = bool(HANGUL.search(text))
+
         # The one place every user message is checked before generation.
         risk = self.safety.assess(text, self.history)
         if risk.escalate:
-            reply = crisis_reply(self.locale, korean=bool(HANGUL.search(text)))
-            self.history += [
-                {"role": "user", "content": WITHHELD_CRISIS_MESSAGE},
-                {"role": "assistant", "content": reply},
-            ]
-            return Turn(text, risk, (piece for piece in [reply]), notices, escalated=True)
+            self.events.append({"time": now, "type": "escalation", "level": risk.level,
+                                "reasons": list(risk.reasons)})
+            self.crisis_mode, self.crisis_step = True, 0
+            return self._fixed_turn(text, risk, notices,
+                                    crisis_reply(self.locale, korean=korean))
+        if self.crisis_mode:
+            if says_safe(text):
+                self.crisis_mode = False
+                self.events.append({"time": now, "type": "crisis_mode_ended"})
+                return self._fixed_turn(text, risk, notices, SAFE_AGAIN["ko" if korean else "en"],
+                                        withhold=False)
+            reply = crisis_mode_reply(text, self.crisis_step, self.locale, korean)
+            self.crisis_step += 1
+            return self._fixed_turn(text, risk, notices, reply)
 
         messages = self._fit([*self.history, {"role": "user", "content": text}], notices)
-        return Turn(text, risk, self._stream_and_remember(messages), notices)
+        return Turn(text, risk, self._stream_and_remember(messages, korean), notices)
 
-    def _stream_and_remember(self, messages: list[Message]) -> Iterator[str]:
-        reply: list[str] = []
+    def _fixed_turn(self, text: str, risk: RiskAssessment, notices: list[str], reply: str,
+                    withhold: bool = True) -> Turn:
+        """A reply that is not generated. In crisis the person's words are withheld from
+        later prompts."""
+        self.history += [
+            {"role": "user", "content": WITHHELD_CRISIS_MESSAGE if withhold else text},
+            {"role": "assistant", "content": reply},
+        ]
+        return Turn(text, risk, (piece for piece in [reply]), notices,
+                    escalated=risk.escalate or self.crisis_mode)
+
+    def _stream_and_remember(self, messages: list[Message], korean: bool) -> Iterator[str]:
+        shown: list[str] = []
         try:
-            for piece in self.backend.generate(
+            pieces = self.backend.generate(
                 [self._system(), *messages], stream=True, **vars(self.sampling)
-            ):
-                reply.append(piece)
+            )
+            # Every generated reply passes the output guardrails before it is shown.
+            for piece in guarded_stream(pieces, self.guardrail, korean=korean):
+                shown.append(piece)
                 yield piece
         finally:
             # Even a reply cut short (Ctrl-C) stays in history, so the next turn's prompt
             # shares the cached prefix and the conversation reads as it happened.
-            self.history = [*messages, {"role": "assistant", "content": "".join(reply).strip()}]
+            self.history = [*messages, {"role": "assistant", "content": "".join(shown).strip()}]
 
     def _system(self) -> Message:
         return {"role": "system", "content": self.system_prompt}
