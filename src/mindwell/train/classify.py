@@ -128,15 +128,26 @@ def prepare(recipe: Recipe, location: str) -> Prepared:
     weights = class_weights(recipe, train_ids, len(names))
     model, tokenizer = load_model(recipe, location, len(names), dict(enumerate(names)))
 
-    def encode(texts, ids):
-        encoded = tokenizer(texts, truncation=True, max_length=recipe.max_length)
-        return Dataset.from_dict({**encoded, "labels": ids})
+    truncated = 0
 
-    truncated = sum(len(tokenizer(t)["input_ids"]) > recipe.max_length for t in train_texts)
+    def encode(texts, ids, count: bool = False):
+        nonlocal truncated
+        ids_list = tokenizer(texts)["input_ids"]  # untruncated, to count what gets cut
+        if count:
+            truncated = sum(len(row) > recipe.max_length for row in ids_list)
+        ids_list = [row[: recipe.max_length] for row in ids_list]
+        return Dataset.from_dict({"input_ids": ids_list,
+                                  "attention_mask": [[1] * len(r) for r in ids_list],
+                                  "labels": ids})
+
+    train_dataset = encode(train_texts, train_ids, count=True)
+    if truncated:
+        log.warning("%d training texts were longer than max_length=%d tokens and were "
+                    "truncated.", truncated, recipe.max_length)
     return Prepared(
         model=model,
         tokenizer=tokenizer,
-        train_dataset=encode(train_texts, train_ids),
+        train_dataset=train_dataset,
         eval_dataset=encode(eval_texts, eval_ids) if eval_texts else None,
         collator=DataCollatorWithPadding(tokenizer, padding="longest"),
         trainer_class=WeightedTrainer,
