@@ -4,8 +4,9 @@ Same model (the embedded Gemma 3 270M), same counsel-chat examples, same batch s
 optimizer steps, fp32 on the CPU. The baseline is TRL's SFTTrainer as most tutorials use it:
 every sequence padded to max_length, loss on every token, full logits over the 262k-token
 vocabulary, no activation checkpointing. mindwell pads each batch to its longest example,
-puts the loss on answer tokens only, computes logits only there in chunks, and checkpoints
-activations. Each variant runs in its own process so peak memory (RSS) is its own.
+puts the loss on answer tokens only, computes logits only there in chunks, checkpoints
+activations, and has glibc return freed buffers to the system (mindwell.train.memory).
+Each variant runs in its own process so peak memory (RSS) is its own.
 
 Target: at least 1.5x the baseline's tokens/s at no more than 0.7x its peak memory.
 

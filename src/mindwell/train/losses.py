@@ -28,7 +28,7 @@ def chunked_lm_loss(
     labels: torch.Tensor,
     lm_head_weight: torch.Tensor,
     softcap: float | None = None,
-    chunk_size: int = 1024,
+    chunk_size: int = 128,
 ) -> tuple[torch.Tensor, int]:
     """(mean loss over labelled tokens, their count); equal to the usual shifted loss."""
     hidden = hidden_states[:, :-1, :]

@@ -91,6 +91,12 @@ def training_arguments(recipe: Recipe, has_eval: bool, output_dir: Path):
     )
 
 
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
     """Run a recipe end to end and return what it produced."""
     import transformers
@@ -98,10 +104,13 @@ def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
 
     from mindwell.train import classify, sft_task
     from mindwell.train.callbacks import MetricsCSVCallback
+    from mindwell.train.memory import return_freed_memory
     from mindwell.train.models import base_location
     from mindwell.train.report import plot_loss_curve, write_model_card
 
     transformers.logging.set_verbosity_warning()
+    if not torch_cuda_available():
+        return_freed_memory()
     output_dir = Path(recipe.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     resume_from = _last_checkpoint(output_dir) if recipe.resume else None
