@@ -47,8 +47,13 @@ def write_model_card(recipe: Recipe, summary: dict, path: Path) -> None:
     metrics = summary.get("metrics") or {}
     metric_rows = "\n".join(
         f"| {k.removeprefix('eval_')} | {v:.4f} |" for k, v in metrics.items()
-        if isinstance(v, float) and not k.endswith(("runtime", "per_second"))
+        if isinstance(v, float) and not k.endswith(("runtime", "per_second", "epoch"))
     ) or "| (no validation data) | |"
+    if recipe.split_column:
+        split = f"column `{recipe.split_column}`"
+    else:
+        split = f"{recipe.validation_fraction:.0%} held out" + (
+            f", grouped by `{recipe.group_column}`" if recipe.group_column else "")
     use = ("a supportive counseling chat model" if recipe.task == "sft"
            else f"a text classifier over {summary.get('labels')}")
     card = f"""---
@@ -63,13 +68,10 @@ Trained with `mindwell train` as {use}.
 ## Base model and data
 - Base model: `{recipe.model}` (its own licence applies to these weights, e.g. the Gemma
   Terms of Use for Gemma models).
-- Data: `{recipe.data}`{f" (validation: `{recipe.eval_data}`)" if recipe.eval_data else ""};
-  {summary.get("train_examples")} training and {summary.get("eval_examples")} validation
-  examples; {summary.get("truncated_examples", 0)} truncated at {recipe.max_length} tokens.
-- Split: {"column `" + recipe.split_column + "`" if recipe.split_column else
-          f"{recipe.validation_fraction:.0%} held out"
-          + (f", grouped by `{recipe.group_column}`" if recipe.group_column else "")},
-  seed {recipe.seed}.
+- Data: `{recipe.data}`{f" (validation: `{recipe.eval_data}`)" if recipe.eval_data else ""}:
+  {summary.get("train_examples")} training and {summary.get("eval_examples")} validation examples,
+  {summary.get("truncated_examples", 0)} truncated at {recipe.max_length} tokens.
+- Split: {split}, seed {recipe.seed}.
 
 ## Validation metrics
 
