@@ -3,14 +3,14 @@
 Gemma's 262,144-token vocabulary makes the logits tensor the largest thing in training
 (batch 4 x 256 tokens x 262k x 4 bytes = 1 GB, twice with its gradient). Only answer tokens
 carry labels, so ``chunked_lm_loss`` projects just those hidden states to the vocabulary, a
-chunk at a time, recomputing each chunk in the backward pass instead of storing it.
+chunk at a time, and computes each chunk's gradient right away (a fused linear
+cross-entropy): no logits are kept for the backward pass and none are recomputed.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 IGNORE_INDEX = -100
 
@@ -21,6 +21,45 @@ def _chunk_loss(hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tenso
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
     return F.cross_entropy(logits, targets, reduction="sum")
+
+
+class _FusedLinearCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of ``hidden @ weight.T`` with its gradients computed in forward."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, softcap, chunk_size):
+        grad_hidden = torch.empty_like(hidden)
+        grad_weight = torch.zeros_like(weight) if weight.requires_grad else None
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for start in range(0, hidden.shape[0], chunk_size):
+            h = hidden[start:start + chunk_size]
+            target = targets[start:start + chunk_size]
+            logits = F.linear(h, weight).float()
+            capped = None
+            if softcap:
+                capped = torch.tanh(logits / softcap)
+                logits = capped * softcap
+            log_norm = torch.logsumexp(logits, dim=-1)
+            total += (log_norm - logits.gather(1, target[:, None]).squeeze(1)).sum()
+            # d(loss)/d(logits) = softmax - one_hot, built in place over the logits buffer.
+            grad = logits.sub_(log_norm[:, None]).exp_()
+            grad[torch.arange(len(target)), target] -= 1
+            if capped is not None:
+                grad.mul_(1 - capped.pow_(2))
+            grad = grad.to(h.dtype)
+            grad_hidden[start:start + chunk_size] = grad @ weight
+            if grad_weight is not None:
+                grad_weight += grad.T @ h
+        ctx.save_for_backward(grad_hidden, grad_weight if grad_weight is not None else
+                              torch.empty(0))
+        ctx.has_weight_grad = grad_weight is not None
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        return (grad_hidden * grad_output,
+                grad_weight * grad_output if ctx.has_weight_grad else None, None, None, None)
 
 
 def chunked_lm_loss(
@@ -38,16 +77,12 @@ def chunked_lm_loss(
     count = int(targets.numel())
     if count == 0:
         return hidden_states.sum() * 0.0, 0
-    total = hidden.new_zeros((), dtype=torch.float32)
-    for start in range(0, count, chunk_size):
-        piece = slice(start, start + chunk_size)
-        if torch.is_grad_enabled():
-            total = total + checkpoint(
-                _chunk_loss, hidden[piece], targets[piece], lm_head_weight, softcap,
-                use_reentrant=False,
-            )
-        else:
-            total = total + _chunk_loss(hidden[piece], targets[piece], lm_head_weight, softcap)
+    if torch.is_grad_enabled():
+        total = _FusedLinearCrossEntropy.apply(hidden, lm_head_weight, targets, softcap,
+                                               chunk_size)
+    else:
+        total = sum(_chunk_loss(hidden[i:i + chunk_size], targets[i:i + chunk_size],
+                                lm_head_weight, softcap) for i in range(0, count, chunk_size))
     return total / count, count
 
 

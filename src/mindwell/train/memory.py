@@ -2,11 +2,9 @@
 
 glibc raises its mmap threshold after every large free, up to 32 MB, so the many
 1-30 MB activation and logit buffers of a training step end up on the heap and stay in the
-process after they are freed: peak RSS grows by gigabytes that nothing uses. A fixed 2 MB
-threshold keeps such buffers in mmap'ed memory, which is returned the moment it is freed.
-Measured on Gemma 3 270M (benchmarks/train_throughput.py, same 6 steps): no change 3326 MB
-peak in 93 s; 8 MB 2833 MB in 96 s; 2 MB 2435 MB in 113 s; 1 MB 2331 MB in 133 s (the
-extra time is mmap system calls). 2 MB is the point where memory drops most per second.
+process after they are freed: peak RSS grows by gigabytes that nothing uses.
+``TrimHeapCallback`` hands the free heap back after every optimizer step with
+``malloc_trim``. Measured in benchmarks/train_throughput.py.
 """
 
 from __future__ import annotations
@@ -14,21 +12,48 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from functools import cache
 
-M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
+from transformers import TrainerCallback
 
 
-def return_freed_memory(threshold: int = 2 << 20) -> bool:
-    """Fix glibc's mmap and trim thresholds; False where that is not possible."""
+@cache
+def _libc():
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     name = ctypes.util.find_library("c")
-    if not name:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold)) and bool(
-            libc.mallopt(M_TRIM_THRESHOLD, threshold))
-    except (OSError, AttributeError):  # musl and other libcs have no mallopt
-        return False
+        libc = ctypes.CDLL(name) if name else None
+        return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+    except OSError:  # musl and other libcs have no malloc_trim
+        return None
+
+
+def trim_heap() -> bool:
+    """Give free heap memory back to the system; False where that is not possible."""
+    libc = _libc()
+    return bool(libc.malloc_trim(0)) if libc is not None else False
+
+
+def _trim_after_layer(module, inputs, output) -> None:
+    trim_heap()  # returns None: a forward hook's return value would replace the output
+
+
+class TrimHeapCallback(TrainerCallback):
+    """Trims after every decoder layer runs (forward and its recompute under activation
+    checkpointing) and after every step, so freed buffers never pile up within a step."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
+        if model is None or _libc() is None:
+            return
+        for module in model.modules():
+            if isinstance(module, GradientCheckpointingLayer):
+                module.register_forward_hook(_trim_after_layer)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        trim_heap()
+
+    def on_substep_end(self, args, state, control, **kwargs):
+        trim_heap()  # gradient accumulation: between micro-batches too

@@ -104,13 +104,11 @@ def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
 
     from mindwell.train import classify, sft_task
     from mindwell.train.callbacks import MetricsCSVCallback
-    from mindwell.train.memory import return_freed_memory
+    from mindwell.train.memory import TrimHeapCallback
     from mindwell.train.models import base_location
     from mindwell.train.report import plot_loss_curve, write_model_card
 
     transformers.logging.set_verbosity_warning()
-    if not torch_cuda_available():
-        return_freed_memory()
     output_dir = Path(recipe.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     resume_from = _last_checkpoint(output_dir) if recipe.resume else None
@@ -127,6 +125,8 @@ def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
     prepared = task.prepare(recipe, base_location(recipe, output_dir))
     args = training_arguments(recipe, prepared.eval_dataset is not None, output_dir)
     all_callbacks = [MetricsCSVCallback(output_dir / "metrics.csv"), *(callbacks or [])]
+    if not torch_cuda_available():
+        all_callbacks.append(TrimHeapCallback())
     if recipe.early_stopping_patience and prepared.eval_dataset is not None:
         all_callbacks.append(EarlyStoppingCallback(recipe.early_stopping_patience))
     trainer = prepared.trainer_class(
