@@ -7,7 +7,6 @@ context holds (oldest turns dropped first).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,13 +14,12 @@ from dataclasses import dataclass, field
 from mindwell.chat.prompts import AI_DISCLOSURE, COUNSELOR_SYSTEM_PROMPT
 from mindwell.errors import MindwellError
 from mindwell.inference.base import Backend, Message, SamplingParams
-from mindwell.safety import RiskAssessment, SafetyGate, crisis_reply
+from mindwell.safety import RiskAssessment, SafetyGate, crisis_reply, detect_language
 from mindwell.safety.crisis import SAFE_AGAIN, crisis_mode_reply, says_safe
 from mindwell.safety.guardrails import OutputGuardrail, guarded_stream
 
 MAX_MESSAGE_CHARS = 4000  # ~1000 tokens: longer pastes crowd out the conversation
 DISCLOSURE_INTERVAL_S = 3 * 60 * 60  # the AI disclosure is repeated every 3 hours
-HANGUL = re.compile(r"[\uac00-\ud7a3]")
 # Stands in for a crisis message in later prompts: the model keeps the context without
 # the raw words (which small models may echo or elaborate on).
 WITHHELD_CRISIS_MESSAGE = "(I shared that I am going through a crisis and thoughts of harm.)"
@@ -87,7 +85,7 @@ class ChatSession:
         if now - self.disclosed_at >= DISCLOSURE_INTERVAL_S:
             notices.append(AI_DISCLOSURE)
             self.disclosed_at = now
-        korean = bool(HANGUL.search(text))
+        korean = detect_language(text) == "ko"
 
         # The one place every user message is checked before generation.
         risk = self.safety.assess(text, self.history)

@@ -91,12 +91,6 @@ def training_arguments(recipe: Recipe, has_eval: bool, output_dir: Path):
     )
 
 
-def torch_cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
     """Run a recipe end to end and return what it produced."""
     import transformers
@@ -105,7 +99,7 @@ def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
     from mindwell.train import classify, sft_task
     from mindwell.train.callbacks import MetricsCSVCallback
     from mindwell.train.memory import TrimHeapCallback
-    from mindwell.train.models import base_location
+    from mindwell.train.models import base_location, use_cuda
     from mindwell.train.report import plot_loss_curve, write_model_card
 
     transformers.logging.set_verbosity_warning()
@@ -125,7 +119,7 @@ def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
     prepared = task.prepare(recipe, base_location(recipe, output_dir))
     args = training_arguments(recipe, prepared.eval_dataset is not None, output_dir)
     all_callbacks = [MetricsCSVCallback(output_dir / "metrics.csv"), *(callbacks or [])]
-    if not torch_cuda_available():
+    if not use_cuda():
         all_callbacks.append(TrimHeapCallback())
     if recipe.early_stopping_patience and prepared.eval_dataset is not None:
         all_callbacks.append(EarlyStoppingCallback(recipe.early_stopping_patience))
