@@ -98,6 +98,42 @@ RULES: list[Rule] = [
             r"\b(hopeless|no way out|can'?t go on|no future|give up on (life|everything))\b",
             r"\b(tired|sick) of (living|life|being alive|everything)\b",
             r"\bnobody would (notice|care|miss me)\b"),
+    # -- second pass: common indirect phrasings (from crisis-line guidance, see docs) -----
+    *_rules("high", "direct", "wants the pain or life to stop",
+            r"\b(i\s+)?(just\s+)?want\s+(it all|everything|the pain|this|life)\s+to\s+"
+            r"(stop|end|be over)\b",
+            r"\b(sleep|go to sleep|fall asleep)\s+and\s+(never|not)\s+wake\s+up",
+            r"\b(wish|want)\s+(i\s+)?(could\s+)?(just\s+)?(disappear|vanish|cease to exist|"
+            r"not wake up|never wake up)",
+            r"\bcan'?t\s+(keep|go on)\s+(living|like this)\b",
+            r"\bwhat'?s\s+the\s+point\s+(of|in)\s+(living|being alive|staying alive|"
+            r"going on)"),
+    *_rules("high", "plan_means", "describes a decision, plan or means",
+            r"\bi'?ve\s+(decided|made up my mind|made my decision)\b",
+            r"\bi\s+(know|figured out|worked out)\s+(how|where|when)\s+(i'?ll|i will|i'?m going "
+            r"to|to)\s+(do it|end it|go)",
+            r"\b(pills|bottle|rope|blade|razor|gun)\b.{0,30}\b(in front of me|in my hand|"
+            r"ready|on my desk|next to me)",
+            r"\b(counted|counting)\s+(out\s+)?(the\s+|my\s+)?(pills|tablets)"),
+    *_rules("high", "self_harm", "talks about harming themself",
+            r"\b(cut|cutting|burn|burning|burned|hurt|hurting)\s+(again|last night|tonight|"
+            r"yesterday)\b",
+            r"\b(razor|blade)s?\b.{0,40}\b(skin|arm|arms|wrist|wrists|thigh|thighs|leg)\b",
+            r"\b(fresh|new)\s+(cuts|scars|wounds)\b"),
+    *_rules("high", "farewell", "says goodbye as if for the last time",
+            r"\b(this|it)\s+is\s+goodbye\b",
+            r"\byou\s+won'?t\s+(hear from|see)\s+me\s+(again|anymore)",
+            r"\btell\s+(my|them|everyone)\b.{0,30}\bi\s+(love|loved)\s+(them|you|her|him)",
+            r"\bi'?m\s+(so\s+)?sorry\s+for\s+everything\b",
+            r"\b(wrote|writing|left)\s+(letters|notes)\s+(to|for)\s+(everyone|my)"),
+    *_rules("high", "direct", "wants life or the pain to end (Korean)",
+            r"잠들어서\s*(안|못)\s*깨|영원히\s*잠들|다\s*끝(내|났으면)|더는\s*못\s*(살|하겠)|"
+            r"살아야\s*할\s*이유|왜\s*살아야"),
+    *_rules("high", "self_harm", "talks about harming themself (Korean)",
+            r"(칼|면도날|커터)\S*\s*(\S+\s*){0,2}(긋|그었|대)|상처를\s*(냈|내고)|또\s*(그었|긋)"),
+    *_rules("high", "farewell", "says goodbye as if for the last time (Korean)",
+            r"(잘\s*있어|안녕히\s*계세요|미안했어|미안해\s*다들)|다시는\s*(못|안)\s*볼|편지를\s*(남겼|썼)"),
+
     # -- method-seeking -----------------------------------------------------------------
     *_rules("high", "method_lethal", "asks about lethality or a way to die",
             r"\bhow\s+(many|much)\b.{0,40}\b(pills|tablets|mg|sleeping|painkillers|tylenol|"
