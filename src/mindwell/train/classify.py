@@ -19,7 +19,7 @@ from transformers import DataCollatorWithPadding, Trainer
 
 from mindwell.analysis.metrics import classification_metrics
 from mindwell.errors import MindwellError
-from mindwell.train.data import load_table, require_columns, require_strings, split_rows
+from mindwell.train.data import recipe_tables, require_columns, require_strings
 from mindwell.train.losses import balanced_class_weights
 from mindwell.train.recipe import Recipe
 from mindwell.train.sft_task import Prepared
@@ -57,23 +57,13 @@ def encode_labels(values: list, names: list[str], source: str) -> list[int]:
 
 def load_split(recipe: Recipe):
     """(train_texts, train_ids, eval_texts, eval_ids, names) with every check done."""
-    table = load_table(recipe.data)
-    require_columns(table, [recipe.text_column, recipe.label_column], recipe.data)
-    require_strings(table, recipe.text_column, recipe.data)
-    train_rows, eval_rows = split_rows(
-        table, recipe.validation_fraction if not recipe.eval_data else 0.0, recipe.seed,
-        recipe.split_column, recipe.data_split, recipe.group_column, recipe.label_column,
+    def check(table, source: str) -> None:
+        require_columns(table, [recipe.text_column, recipe.label_column], source)
+        require_strings(table, recipe.text_column, source)
+
+    table, train_rows, eval_rows = recipe_tables(
+        recipe, check, stratify_column=recipe.label_column, shuffle_caps=True
     )
-    if recipe.eval_data:
-        eval_rows = load_table(recipe.eval_data)
-        require_columns(eval_rows, [recipe.text_column, recipe.label_column], recipe.eval_data)
-        require_strings(eval_rows, recipe.text_column, recipe.eval_data)
-    if recipe.max_train_samples:
-        train_rows = train_rows.shuffle(seed=recipe.seed).select(
-            range(min(recipe.max_train_samples, len(train_rows))))
-    if eval_rows is not None and recipe.max_eval_samples:
-        eval_rows = eval_rows.shuffle(seed=recipe.seed).select(
-            range(min(recipe.max_eval_samples, len(eval_rows))))
     names = label_names(recipe, list(table[recipe.label_column]))
     train_ids = encode_labels(train_rows[recipe.label_column], names, recipe.data)
     eval_ids = (encode_labels(eval_rows[recipe.label_column], names, recipe.data)

@@ -8,6 +8,7 @@ column, empty data, non-string text) is reported before training starts.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from mindwell.errors import MindwellError
@@ -125,3 +126,36 @@ def split_rows(
     if not train_idx:
         raise MindwellError("Too little data: nothing left for training after the split.")
     return table.select(train_idx), table.select(val_idx)
+
+
+def _cap(table, limit: int | None, seed: int, shuffle: bool):
+    if table is None or not limit:
+        return table
+    if shuffle:
+        table = table.shuffle(seed=seed)
+    return table.select(range(min(limit, len(table))))
+
+
+def recipe_tables(recipe, check: Callable | None = None, stratify_column: str | None = None,
+                  shuffle_caps: bool = False):
+    """(whole table, train rows, validation rows or None) as a recipe asks for them.
+
+    ``check(table, source)`` validates each loaded file before it is split or capped. The
+    validation rows come from ``eval_data`` when given, else from the split.
+    """
+    table = load_table(recipe.data)
+    if check:
+        check(table, recipe.data)
+    train_rows, eval_rows = split_rows(
+        table, recipe.validation_fraction if not recipe.eval_data else 0.0, recipe.seed,
+        recipe.split_column, recipe.data_split, recipe.group_column, stratify_column,
+    )
+    if recipe.eval_data:
+        eval_rows = load_table(recipe.eval_data)
+        if check:
+            check(eval_rows, recipe.eval_data)
+    return (
+        table,
+        _cap(train_rows, recipe.max_train_samples, recipe.seed, shuffle_caps),
+        _cap(eval_rows, recipe.max_eval_samples, recipe.seed, shuffle_caps),
+    )

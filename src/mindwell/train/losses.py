@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from mindwell.train.sft import IGNORE_INDEX
 
 
 def _chunk_loss(hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from transformers import DataCollatorForSeq2Seq, Trainer
 
 from mindwell.errors import MindwellError
-from mindwell.train.data import load_table, require_columns, split_rows
+from mindwell.train.data import recipe_tables, require_columns
 from mindwell.train.losses import chunked_lm_loss
 from mindwell.train.models import load_model
 from mindwell.train.recipe import Recipe
@@ -88,17 +88,7 @@ def tokenize_all(recipe: Recipe, tokenizer, template, convs) -> tuple[object, in
 def prepare(recipe: Recipe, location: str) -> Prepared:
     from mindwell.inference.hf import template_for_tokenizer
 
-    table = load_table(recipe.data, None)
-    train_rows, eval_rows = split_rows(
-        table, recipe.validation_fraction if not recipe.eval_data else 0.0, recipe.seed,
-        recipe.split_column, recipe.data_split, recipe.group_column,
-    )
-    if recipe.eval_data:
-        eval_rows = load_table(recipe.eval_data)
-    if recipe.max_train_samples:
-        train_rows = train_rows.select(range(min(recipe.max_train_samples, len(train_rows))))
-    if eval_rows is not None and recipe.max_eval_samples:
-        eval_rows = eval_rows.select(range(min(recipe.max_eval_samples, len(eval_rows))))
+    _, train_rows, eval_rows = recipe_tables(recipe)
     train_convs = conversations(recipe, train_rows, recipe.data)
     eval_convs = conversations(recipe, eval_rows, recipe.eval_data or recipe.data) if (
         eval_rows is not None and len(eval_rows)) else None
