@@ -1,58 +1,72 @@
-"""Build the training table for the learned crisis-risk layer from ../shared/data.
+"""Build the training table of the safety gate's learned layer.
 
-    python scripts/build_crisis_data.py [--out runs/data/crisis.csv]
+    python scripts/build_crisis_data.py [--out runs/data/crisis.jsonl]
 
-Positives (label 1, "crisis"): r/SuicideWatch posts from SDCNL's training set. Negatives
-(label 0): r/depression posts from the same set, and everyday emotional tweets (dair-ai
-emotion, train split), so sadness alone is not taught as crisis. Posts are cut into the
-title and the first two sentences, closer to chat messages than whole posts. Only training
-splits are used; SDCNL's testing set stays for evaluation. Author and URL columns are
-dropped. The output is derived data: it lives under runs/ and is never committed.
+Rows: every line of ``configs/data/crisis_exemplars.jsonl`` (crisis messages and their
+look-alikes, written for the project), plus everyday messages as non-crisis, so that a
+plain "hello" or a comment about a football match is not close to anything the classifier
+knows as crisis: English Reddit comments from GoEmotions' train split (Apache-2.0) and Korean
+online comments from KOTE's validation split (MIT). Only openly licensed sets are used
+because the shipped classifier keeps the embeddings of its support vectors. Everyday
+messages that mention death, dying, self-harm or means are left out rather than guessed.
+The output is derived data: it lives under runs/ and is never committed.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import random
 import re
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SENTENCE = re.compile(r"(?<=[.!?])\s+")
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+CRISIS_WORDS = re.compile(
+    r"\b(die|dying|dead|death|kill|suicid\w*|self.?harm|cut\w* (my|him|her)self|end it|"
+    r"overdose|pills|hang\w*|jump\w*|bridge|gun|shoot|razor|blade|unalive|kms)\b"
+    r"|죽|자살|자해|목숨|유서|뛰어내|수면제|약을|극단|사라지", re.I)
 
 
-def snippets(title: str, body: str) -> list[str]:
-    out = [title.strip()] if title and len(title.split()) >= 3 else []
-    sentences = [s for s in SENTENCE.split(body or "") if s.strip()]
-    if sentences:
-        out.append(" ".join(sentences[:2]).strip()[:400])
-    return out
+def everyday(rows: list[str], count: int, seed: int) -> list[str]:
+    kept = sorted({r.strip() for r in rows if len(r.split()) >= 2 and len(r) <= 300
+                   and not CRISIS_WORDS.search(r)})
+    random.Random(seed).shuffle(kept)
+    return kept[:count]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/data/crisis.csv"))
-    parser.add_argument("--tweets", type=int, default=3000, help="everyday negatives")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "data" / "crisis.jsonl")
+    parser.add_argument("--english", type=int, default=700, help="GoEmotions comments")
+    parser.add_argument("--korean", type=int, default=700, help="KOTE comments")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
-    rows: list[tuple[str, int, str]] = []
-    with (SHARED / "sdcnl_reddit_depression_vs_suicidewatch" / "training-set.csv").open() as f:
-        for post in csv.DictReader(f):
-            label = int(float(post["is_suicide"]))
-            for text in snippets(post["title"], post["selftext"]):
-                rows.append((text, label, "sdcnl"))
-    tweets = [line.rsplit(";", 1)[0] for line in
-              (SHARED / "dair_emotion" / "train.txt").read_text().splitlines() if ";" in line]
-    random.Random(args.seed).shuffle(tweets)
-    rows += [(t, 0, "dair_emotion") for t in tweets[: args.tweets]]
+
+    lines = (ROOT / "configs" / "data" / "crisis_exemplars.jsonl").read_text().splitlines()
+    rows = [{**json.loads(line), "source": "exemplars"} for line in lines if line.strip()]
+    goemotions = SHARED / "goemotions" / "train.tsv"
+    kote = SHARED / "kote" / "val.tsv"
+    for path in (goemotions, kote):
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: see ../shared/data/README.md.")
+    with goemotions.open(newline="") as handle:
+        english = [row[0] for row in csv.reader(handle, delimiter="\t") if row]
+    with kote.open(newline="") as handle:
+        korean = [row[1] for row in csv.reader(handle, delimiter="\t") if len(row) > 1]
+    for text in everyday(english, args.english, args.seed):
+        rows.append({"text": text, "label": 0, "lang": "en", "category": "everyday",
+                     "source": "goemotions"})
+    for text in everyday(korean, args.korean, args.seed):
+        rows.append({"text": text, "label": 0, "lang": "ko", "category": "everyday",
+                     "source": "kote"})
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "label", "source"])
-        writer.writerows(rows)
-    positives = sum(label for _, label, _ in rows)
-    print(f"wrote {len(rows)} rows ({positives} crisis) to {args.out}")
+    with args.out.open("w") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    crisis = sum(row["label"] for row in rows)
+    print(f"wrote {len(rows)} rows ({crisis} crisis) to {args.out}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from mindwell.safety.risk import RiskAssessment, RiskAssessor
+from mindwell.safety.rules import NOT_SAFE, SAYS_SAFE
 
 
 class SafetyGate:
@@ -116,18 +117,11 @@ SAFE_AGAIN = {
     "ko": "안전하다니 정말 다행이에요. 함께 있어 줘서 고마워요. 필요할 때는 언제든 상담전화가 "
     "있어요. 지금 가장 도움이 될 만한 건 무엇일까요?",
 }
-_SAYS_SAFE = re.compile(
-    r"\b(i'?m|i am|i feel|im)\s+(now\s+|feeling\s+)?(safe|okay now|ok now|fine now|alright "
-    r"now|better now)\b|\bi('m| am|m) not going to (hurt|kill) myself\b"
-    r"|안전해|괜찮아졌|이제\s*괜찮아|해치지\s*않을게|안\s*죽을게",
-    re.I,
-)
 _WANTS_GROUNDING = re.compile(r"\b(grounding|exercise|breath\w*|calm down)\b|그라운딩|숨", re.I)
 
 
 def says_safe(text: str) -> bool:
-    return bool(_SAYS_SAFE.search(text)) and not re.search(r"\bnot (safe|okay|ok)\b", text,
-                                                           re.I)
+    return bool(SAYS_SAFE.search(text)) and not NOT_SAFE.search(text)
 
 
 def crisis_mode_reply(text: str, step: int, locale: str | None, korean: bool) -> str:

@@ -6,8 +6,12 @@ Three layers, cheapest first:
 2. the conversation: several medium messages, or method-seeking after distress, raise the
    level (risk accumulates; a single "which bridges are tallest?" does not escalate, the
    same question after "I lost my job and I'm worthless" does);
-3. a multilingual sentence-embedding model for languages the rules do not cover, so that
-   "quiero morir" is not missed: nearest crisis prototypes across languages.
+3. a learned classifier on multilingual sentence embeddings (``learned.py``), applied to
+   the message and to the person's last messages together: it catches phrasings no rule
+   lists ("gave my guitar away, wont need it where im going"), conversations that turn
+   quietly ("anyway, thanks for everything"), and languages the rules do not cover
+   ("quiero morir"). Reports about others, fiction, news and recovery that the rules
+   recognise are not escalated by it.
 Escalation happens at level high or imminent.
 """
 
@@ -15,27 +19,29 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
 
+from mindwell.safety.learned import CrisisHead, shipped_head
 from mindwell.safety.rules import (
-    CONTEXT_EXEMPTIONS,
     KOREAN_REPORTED,
     LEVELS,
+    NOT_SAFE,
+    RECOVERY,
+    RELAPSE,
+    REPORTED_SPEECH,
     RULES,
+    SAYS_SAFE,
     SELF_REFERENCE,
+    THIRD_PARTY,
+    TOPIC_EXEMPTIONS,
+    without_idioms,
 )
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 LATIN = re.compile(r"[A-Za-z]")
-# Written by the project; English only, matched across languages by the embedder.
-CRISIS_PROTOTYPES = [
-    "I want to die", "I want to kill myself", "I am going to end my life",
-    "I don't want to live anymore", "I am thinking about suicide", "I want to hurt myself",
-    "I have been cutting myself", "Everyone would be better off without me",
-    "This is my goodbye", "How many pills does it take to die",
-    "I have a plan to end my life tonight", "I can't go on living",
-]
-PROTOTYPE_THRESHOLD = 0.62  # cosine; see docs/safety.md for how it was chosen
+# How many of the person's earlier messages the learned layer reads with the new one: enough
+# for "how high is the garage?" after "my boss let me go, why bother", few enough that an
+# old message does not dominate.
+CONTEXT_MESSAGES = 2
 
 
 @dataclass
@@ -80,8 +86,9 @@ def _max_level(levels: list[str]) -> str:
 class RiskAssessor:
     """Stateless per message; pass the earlier user messages of the conversation."""
 
-    def __init__(self, use_embeddings: bool = True) -> None:
+    def __init__(self, use_embeddings: bool = True, head: CrisisHead | None = None) -> None:
         self.use_embeddings = use_embeddings
+        self._head = head
 
     def match(self, text: str) -> list:
         return [rule for rule in RULES if rule.pattern.search(text)]
@@ -93,13 +100,39 @@ class RiskAssessor:
         categories = sorted({r.category for r in matched})
         reasons = list(dict.fromkeys(r.reason for r in matched))
         level = _max_level([r.level for r in matched])
+        if "timing" in categories and not set(categories) - {"timing", "distress"}:
+            # A time alone ("tonight is the night") is not a plan, but it counts toward
+            # the conversation's accumulated risk.
+            level = "medium" if level == "imminent" else level
 
-        about_others = CONTEXT_EXEMPTIONS.search(text) or (
-            language == "ko" and KOREAN_REPORTED.search(text))
-        if about_others and LEVELS.index(level) >= LEVELS.index("medium") and not (
-                SELF_REFERENCE.search(text)):
-            reasons.append("about someone else, prevention, fiction or news")
+        about_others = TOPIC_EXEMPTIONS.search(text) or (
+            THIRD_PARTY.search(text) and REPORTED_SPEECH.search(text)) or (
+            language == "ko" and (KOREAN_REPORTED.search(text) or THIRD_PARTY.search(text)))
+        recovered = RECOVERY.search(text) and not RELAPSE.search(text)
+        exempt = None
+        if SAYS_SAFE.search(text) and not NOT_SAFE.search(text):
+            exempt = "says they are safe"
+        elif recovered:
+            exempt = "speaks of a crisis that is over"
+        elif about_others and not SELF_REFERENCE.search(text):
+            exempt = "about someone else, prevention, fiction or news"
+        if exempt and LEVELS.index(level) >= LEVELS.index("medium"):
+            reasons.append(exempt)
             level = "low"
+
+        if self.use_embeddings and not exempt and LEVELS.index(level) < LEVELS.index("high"):
+            head = self.head
+            texts = [without_idioms(text)]
+            if history:
+                texts.append(without_idioms(" ".join([*history[-CONTEXT_MESSAGES:], text])))
+            score = float(head.scores(texts).max())
+            if score >= head.threshold:
+                level = "high"
+                reasons.append(f"close in meaning to crisis messages (score {score:.2f})")
+            elif score >= head.medium_threshold and LEVELS.index(level) < LEVELS.index(
+                    "medium"):
+                level = "medium"
+                reasons.append(f"somewhat close to crisis messages (score {score:.2f})")
 
         # Risk accumulates over the conversation.
         earlier = [self.match(h) for h in history]
@@ -115,30 +148,12 @@ class RiskAssessor:
                 + (level == "medium") >= 2):
             level = "high"
             reasons.append("repeated signs of risk in this conversation")
-        if "timing" in categories and not set(categories) - {"timing", "distress"}:
-            # A time alone ("tonight is the night") is not a plan, but it counts toward
-            # the conversation's accumulated risk.
-            level = "medium" if level == "imminent" else level
-
-        if language == "other" and LEVELS.index(level) < LEVELS.index("high"):
-            similarity = self.prototype_similarity(text)
-            if similarity >= PROTOTYPE_THRESHOLD:
-                level = "high"
-                reasons.append(f"close in meaning to crisis statements ({similarity:.2f})")
 
         escalate = LEVELS.index(level) >= LEVELS.index("high")
         return RiskAssessment(level, escalate, reasons, categories)
 
-    @cached_property
-    def _prototype_vectors(self):
-        from mindwell.models.embedder import get_embedder
-
-        return get_embedder().encode(CRISIS_PROTOTYPES)
-
-    def prototype_similarity(self, text: str) -> float:
-        if not self.use_embeddings:
-            return 0.0
-        from mindwell.models.embedder import get_embedder
-
-        vector = get_embedder().encode([text])[0]
-        return float((self._prototype_vectors @ vector).max())
+    @property
+    def head(self) -> CrisisHead:
+        if self._head is None:
+            self._head = shipped_head()
+        return self._head

@@ -4,7 +4,9 @@ Two model kinds share the data handling and metrics:
 - ``lora``: a causal LM with a classification head (Gemma loads as
   ``Gemma3TextForSequenceClassification``), LoRA on its projections, the head trained fully;
 - ``embedding-head``: a linear head on frozen multilingual sentence embeddings, which
-  trains in seconds and classifies thousands of texts a second on a CPU.
+  trains in seconds and classifies thousands of texts a second on a CPU;
+- ``embedding-svm``: a binary RBF support-vector machine on the same embeddings, for small
+  hand-written data sets where a linear head underfits (the safety gate's crisis layer).
 Class weights (balanced or given) apply to the loss in both.
 """
 
@@ -222,6 +224,44 @@ def train_embedding_head(recipe: Recipe, output_dir: Path):
     plot_loss_curve(history, output_dir / "loss_curve.png", recipe.best_metric)
     write_model_card(recipe, summary, output_dir / "README.md")
     return TrainResult(output_dir, final, history, 0, len(train_ids), len(eval_ids or []))
+
+
+def train_embedding_svm(recipe: Recipe, output_dir: Path):
+    """Binary RBF SVM on frozen sentence embeddings; saved as plain arrays for numpy use."""
+    from sklearn.svm import SVC
+
+    from mindwell.train.report import write_model_card
+    from mindwell.train.runner import TrainResult
+
+    train_texts, train_ids, eval_texts, eval_ids, names = load_split(recipe)
+    if len(names) != 2:
+        raise MindwellError(
+            f"embedding-svm is binary; the data has {len(names)} labels ({', '.join(names)}).",
+            "Use classifier: embedding-head for more than two labels.")
+    weights = class_weights(recipe, train_ids, len(names))
+    x_train = embed(train_texts)
+    svm = SVC(C=recipe.svm_c, kernel="rbf", gamma="scale",
+              class_weight=dict(enumerate(weights)) if weights else None)
+    svm.fit(x_train, np.array(train_ids))
+    final = {}
+    if eval_texts:
+        predicted = svm.predict(embed(eval_texts))
+        final = {f"eval_{k}": v for k, v in classification_metrics(eval_ids, predicted).items()}
+    adapter_dir = output_dir / "adapter"
+    adapter_dir.mkdir(parents=True, exist_ok=True)
+    # decision(x) = sum_i dual_i * exp(-gamma * |sv_i - x|^2) + intercept; > 0 means names[1].
+    np.savez(adapter_dir / "svm.npz", support_vectors=svm.support_vectors_.astype(np.float32),
+             dual_coef=svm.dual_coef_[0].astype(np.float32), intercept=svm.intercept_[0],
+             gamma=svm._gamma)
+    (adapter_dir / "head_config.json").write_text(json.dumps(
+        {"kind": "embedding-svm", "embedder": "use-multilingual-v3", "labels": names},
+        indent=2))
+    summary = {"metrics": final, "train_examples": len(train_ids),
+               "eval_examples": len(eval_ids or []), "labels": names, "class_weights": weights,
+               "support_vectors": len(svm.support_)}
+    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    write_model_card(recipe, summary, output_dir / "README.md")
+    return TrainResult(output_dir, final, [], 0, len(train_ids), len(eval_ids or []))
 
 
 def _write_history_csv(history: list[dict], path: Path) -> None:

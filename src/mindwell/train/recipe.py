@@ -73,10 +73,13 @@ class Recipe(BaseModel):
     class_weights: Literal["auto"] | list[float] | None = Field(
         None, description="Loss weights per class: auto (balanced) or one per label."
     )
-    classifier: Literal["lora", "embedding-head"] = Field(
-        "lora", description="lora: causal LM + classification head; embedding-head: a head on "
-        "frozen multilingual sentence embeddings (fast on CPU)."
+    classifier: Literal["lora", "embedding-head", "embedding-svm"] = Field(
+        "lora", description="lora: causal LM + classification head; embedding-head: a linear "
+        "head on frozen multilingual sentence embeddings (fast on CPU); embedding-svm: a "
+        "binary RBF support-vector machine on the same embeddings (better on small data)."
     )
+    svm_c: float = Field(3.0, gt=0, description="embedding-svm: inverse regularisation "
+                         "strength (scikit-learn's C).")
 
     # -- method -------------------------------------------------------------------------
     method: Literal["lora", "qlora", "full"] = Field(

@@ -113,6 +113,8 @@ def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
 
     if recipe.task == "classify" and recipe.classifier == "embedding-head":
         return classify.train_embedding_head(recipe, output_dir)
+    if recipe.task == "classify" and recipe.classifier == "embedding-svm":
+        return classify.train_embedding_svm(recipe, output_dir)
 
     started = time.time()
     task = sft_task if recipe.task == "sft" else classify
