@@ -39,8 +39,8 @@ def everyday(rows: list[str], count: int, seed: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "data" / "crisis.jsonl")
-    parser.add_argument("--english", type=int, default=700, help="GoEmotions comments")
-    parser.add_argument("--korean", type=int, default=700, help="KOTE comments")
+    parser.add_argument("--english", type=int, default=2000, help="GoEmotions comments")
+    parser.add_argument("--korean", type=int, default=2000, help="KOTE comments")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
 

@@ -45,3 +45,16 @@ def test_crisis_reply_gives_local_helplines(locale, expected):
 
 def test_korean_crisis_reply_is_in_korean():
     assert "안전" in crisis_reply("KR", korean=True)
+
+
+@pytest.mark.parametrize(("answer", "safe"), [
+    ("ok, I'm safe now", True), ("yes, I'm okay", True), ("I'm fine", True),
+    ("that's not what I meant, I was talking about my dog", True), ("괜찮아요", True),
+    ("그런 뜻은 아니었어", True),
+    ("I'm not fine", False), ("I'm not safe", False), ("yes", False), ("no", False),
+    ("안 괜찮아", False), ("i'm fine but i still want to die", False),
+])
+def test_answers_that_end_crisis_mode(answer, safe):
+    from mindwell.safety.crisis import says_safe
+
+    assert says_safe(answer) is safe

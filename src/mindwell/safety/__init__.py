@@ -1,9 +1,9 @@
 """Safety checks that run on every user message before any generation.
 
 ``SafetyGate.assess`` is the one place chat, diary and server ask "is this person at risk?".
-The gate combines first-person crisis language in English and Korean (``rules.py``),
-risk that accumulates over a conversation, and a multilingual embedding check for other
-languages (``risk.py``); an escalation is answered with a deterministic message that gives
+The gate combines first-person crisis language in English and Korean (``rules.py``), a
+learned classifier on multilingual sentence embeddings (``learned.py``) and risk that
+accumulates over a conversation (``risk.py``); an escalation is answered with a deterministic message that gives
 helplines instead of letting a small model improvise.
 """
 

@@ -230,10 +230,19 @@ RELAPSE = re.compile(r"\b(relapsed?|broke it|again|tonight|today i|just did)\b|�
 SAYS_SAFE = re.compile(
     r"\b(i'?m|i am|i feel|im)\s+(now\s+|feeling\s+)?(safe|okay now|ok now|fine now|alright "
     r"now|better now)\b|\bi('m| am|m) not going to (hurt|kill) myself\b"
-    r"|안전해|괜찮아졌|이제\s*괜찮아|해치지\s*않을게|안\s*죽을게",
+    # Answers to "Are you safe right now?" after a false alarm: the way out must be easy,
+    # because the learned layer escalates some sad-but-safe messages (docs/safety.md).
+    r"|^\W*(yes|yeah|yep)\W+(i'?m|i am)\s+(safe|fine|ok|okay)\b"
+    r"|^\W*(i'?m|i am)\s+(totally\s+|really\s+)?(fine|ok|okay|alright)\W*$"
+    r"|\b(not|never been) (suicidal|going to (hurt|kill) myself)\b"
+    r"|\bthat'?s not what i meant\b|\bi didn'?t mean (it|that)( that way)?\b"
+    r"|\bi was (just )?(joking|kidding|talking about)\b|\byou misunderstood\b"
+    r"|안전해|괜찮아졌|이제\s*괜찮아|해치지\s*않을게|안\s*죽을게"
+    r"|그런\s*(뜻|거|의미)\s*(은|는)?\s*아니|죽고\s*싶은\s*(건|거|게)\s*아니|자살\s*생각\s*(은|는)?\s*없"
+    r"|^\W*(네|응|어)?\W*(저는\s*|난\s*|나\s*)?괜찮아(요)?\W*$",
     re.I,
 )
-NOT_SAFE = re.compile(r"\bnot (safe|okay|ok)\b|안전하지\s*않", re.I)
+NOT_SAFE = re.compile(r"\bnot (safe|okay|ok|fine|alright)\b|안전하지\s*않|안\s*괜찮", re.I)
 # The writer speaking about themself, which an exemption must not hide.
 SELF_REFERENCE = re.compile(r"\b(i|me|my|myself|i'm|im)\b.{0,20}\b(too|also|as well)\b"
                             r"|\bso do i\b|\bme too\b|나도|저도", re.I)

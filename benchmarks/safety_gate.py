@@ -1,0 +1,120 @@
+"""Safety gate: rules alone (the baseline) vs rules + the learned layer, in one run.
+
+For each detector: recall and false alarms on the two red-team suites in tests/safety
+(``redteam.jsonl``, and ``redteam_holdout.jsonl`` written later by a separate author who
+saw neither the rules nor the training data), the share of ordinary companion-app messages
+it escalates (``tests/safety/everyday.jsonl``, 300 lines written blind: small talk, plans,
+missing someone, low mood, questions), the share of everyday comments it escalates (random
+GoEmotions dev and KOTE test comments: real text never used in training, almost none of it
+crisis), how it splits SDCNL's test posts (r/SuicideWatch vs
+r/depression, title and first two sentences), and the time per assessment on this CPU.
+Targets (issue 6): recall >= 0.99, false alarms <= 0.05, <= 5 ms per message.
+
+    python benchmarks/safety_gate.py [--everyday 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _report import table, write_section
+from mindwell.safety.risk import RiskAssessor
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+SUITES = [ROOT / "tests" / "safety" / "redteam.jsonl",
+          ROOT / "tests" / "safety" / "redteam_holdout.jsonl"]
+COMPANION_EVERYDAY = ROOT / "tests" / "safety" / "everyday.jsonl"
+SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def suite_rates(assessor: RiskAssessor, path: Path) -> tuple[float, float, float]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    started = time.perf_counter()
+    flags = [assessor.assess(r["text"], r.get("history")).escalate for r in rows]
+    ms = (time.perf_counter() - started) / len(rows) * 1000
+    positives = [f for f, r in zip(flags, rows, strict=True) if r["escalate"]]
+    negatives = [f for f, r in zip(flags, rows, strict=True) if not r["escalate"]]
+    return sum(positives) / len(positives), sum(negatives) / len(negatives), ms
+
+
+def everyday_messages(count: int) -> list[str]:
+    with (SHARED / "goemotions" / "dev.tsv").open(newline="") as handle:
+        english = [row[0] for row in csv.reader(handle, delimiter="\t") if row]
+    with (SHARED / "kote" / "test.tsv").open(newline="") as handle:
+        korean = [row[1] for row in csv.reader(handle, delimiter="\t") if len(row) > 1]
+    random.Random(0).shuffle(english)
+    random.Random(0).shuffle(korean)
+    return english[: count // 2] + korean[: count // 2]
+
+
+def sdcnl_posts() -> list[tuple[str, int]]:
+    with (SHARED / "sdcnl_reddit_depression_vs_suicidewatch" / "testing-set.csv").open() as f:
+        posts = list(csv.DictReader(f))
+    out = []
+    for post in posts:
+        sentences = [s for s in SENTENCE.split(post["selftext"] or "") if s.strip()]
+        out.append(((post["title"] + ". " + " ".join(sentences[:2]))[:500],
+                    int(float(post["is_suicide"]))))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--everyday", type=int, default=600)
+    args = parser.parse_args()
+    have_shared = SHARED.exists()
+    if not have_shared:
+        print(f"{SHARED} is missing: everyday and SDCNL columns are skipped.")
+    everyday = everyday_messages(args.everyday) if have_shared else []
+    sdcnl = sdcnl_posts() if have_shared else []
+
+    detectors = [("rules only (baseline)", RiskAssessor(use_embeddings=False)),
+                 ("rules + learned layer (shipped)", RiskAssessor())]
+    detectors[1][1].assess("warm up: load the embedder")
+    rows = []
+    for name, assessor in detectors:
+        main_recall, main_fa, main_ms = suite_rates(assessor, SUITES[0])
+        hold_recall, hold_fa, hold_ms = suite_rates(assessor, SUITES[1])
+        lines = COMPANION_EVERYDAY.read_text().splitlines()
+        companion = [json.loads(line)["text"] for line in lines if line.strip()]
+        companion_fa = sum(assessor.assess(t).escalate for t in companion) / len(companion)
+        row = [name, f"{main_recall:.3f}", f"{main_fa:.3f}", f"{hold_recall:.3f}",
+               f"{hold_fa:.3f}", f"{companion_fa:.3f}"]
+        if have_shared:
+            row.append(f"{sum(assessor.assess(t).escalate for t in everyday) / len(everyday):.3f}")
+            flags = [(assessor.assess(t).escalate, label) for t, label in sdcnl]
+            suicide = [f for f, label in flags if label == 1]
+            depression = [f for f, label in flags if label == 0]
+            row.append(f"{sum(suicide) / len(suicide):.2f} / "
+                       f"{sum(depression) / len(depression):.2f}")
+        else:
+            row += ["-", "-"]
+        row.append(f"{(main_ms + hold_ms) / 2:.2f}")
+        rows.append(row)
+        print(row, flush=True)
+    body = table(["detector", "suite recall", "suite false alarms", "holdout recall",
+                  "holdout false alarms", "companion messages escalated",
+                  f"everyday comments escalated (n={len(everyday)})",
+                  "SDCNL test escalated: SuicideWatch / depression", "ms per message"], rows)
+    body += (
+        "\n\nTargets: recall >= 0.99 and false alarms <= 0.05 on the suites, <= 5 ms per "
+        "message. The learned layer's threshold is chosen on its own validation split "
+        "(recall 0.95 there), not on these numbers; docs/safety.md has the trade-off at "
+        "other thresholds."
+    )
+    print(write_section("safety_gate", "Safety gate: crisis detection", body,
+                        "python benchmarks/safety_gate.py"))
+
+
+if __name__ == "__main__":
+    main()
