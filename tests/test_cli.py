@@ -11,7 +11,7 @@ from mindwell.cli import app
 from .conftest import require_package
 
 runner = CliRunner()
-VERBS = [["chat"], ["models"], ["models", "verify"]]
+VERBS = [["chat"], ["models"], ["models", "verify"], ["analyze"], ["train"], ["eval", "safety"]]
 
 
 def mindwell(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:

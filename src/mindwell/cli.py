@@ -226,6 +226,138 @@ def train(
             console.print(f"  {key}: {value:.4f}", highlight=False)
 
 
+MAX_FILE_BYTES = 10_000_000  # a diary is kilobytes; anything larger is probably not text
+
+
+def _read_text_file(path: Path) -> str:
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise MindwellError(
+                f"{path} is {_size(path.stat().st_size)}: too large for a text file to analyse.",
+                "Split it, or use --jsonl with one text a line.")
+        data = path.read_bytes()
+    except OSError as err:
+        raise MindwellError(f"Cannot read {path}: {err.strerror or err}.") from err
+    if b"\x00" in data[:8192]:
+        raise MindwellError(f"{path} looks like a binary file, not text.",
+                            "Give a UTF-8 text file (a diary, notes) or a JSONL file.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise MindwellError(f"{path} is not UTF-8 text (byte {err.start}).",
+                            "Save it as UTF-8 and try again.") from err
+
+
+def _print_analysis(text: str, result: dict) -> None:
+    console = Console()
+    table = Table(show_header=False, title=text[:60] + ("..." if len(text) > 60 else ""))
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    table.add_row("language", result["language"])
+    depression = result["depression"]
+    table.add_row("depression signal", f"{'yes' if depression['label'] else 'no'} "
+                                       f"(score {depression['score']:.2f})")
+    top = sorted(result["emotion"]["scores"].items(), key=lambda kv: -kv[1])[:3]
+    table.add_row("emotion", ", ".join(f"{label} {p:.2f}" for label, p in top))
+    risk = result["risk"]
+    table.add_row("risk", f"{risk['level']}{' (escalate)' if risk['escalate'] else ''}"
+                          + (f": {'; '.join(risk['reasons'])}" if risk["reasons"] else ""))
+    for notice in result.get("notices", []):
+        table.add_row("notice", notice)
+    console.print(table)
+    if risk["escalate"]:
+        from mindwell.safety import crisis_reply
+
+        console.print(crisis_reply(os.environ.get("MINDWELL_LOCALE")), highlight=False)
+
+
+@app.command()
+def analyze(
+    text: Annotated[str | None, typer.Argument(help="The text to analyse.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Analyse a UTF-8 text file "
+                                                             "as one text.")] = None,
+    jsonl: Annotated[Path | None, typer.Option(
+        "--jsonl", help='One {"text": ...} a line in, one JSON result a line out.')] = None,
+    out: Annotated[Path | None, typer.Option(help="With --jsonl: write results here instead "
+                                                  "of standard output.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Depression signal, emotion (English or Korean) and crisis risk of a text, offline.
+
+    Example: mindwell analyze "I can't sleep and nothing feels worth doing" --json
+    """
+    import json
+
+    from mindwell.analysis.analyzer import default_analyzer, text_problem
+
+    if sum(x is not None for x in (text, file, jsonl)) != 1:
+        raise MindwellError("Give exactly one of: a TEXT argument, --file PATH or --jsonl PATH.",
+                            'Example: mindwell analyze "I feel tired all the time" --json')
+    if jsonl is not None:
+        _analyze_jsonl(jsonl, out)
+        return
+    if file is not None:
+        text = _read_text_file(file)
+    problem = text_problem(text)
+    if problem:
+        raise MindwellError(f"Nothing to analyse: {problem}.", "Give some text to analyse.")
+    result = default_analyzer().analyze([text])[0]
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+    else:
+        _print_analysis(text, result)
+
+
+def _analyze_jsonl(path: Path, out: Path | None) -> None:
+    """Every line gets a result line, in order; bad lines get an error and do not stop."""
+    import json
+
+    from mindwell.analysis.analyzer import BATCH_SIZE, default_analyzer
+
+    lines = _read_text_file(path).splitlines()
+    analyzer = default_analyzer()
+    sink = out.open("w", encoding="utf-8") if out else sys.stdout
+    bad = 0
+    try:
+        for start in range(0, len(lines), BATCH_SIZE * 4):
+            block = lines[start:start + BATCH_SIZE * 4]
+            texts, errors = [], {}
+            for offset, line in enumerate(block):
+                number = start + offset + 1
+                try:
+                    row = json.loads(line)
+                    if not isinstance(row, dict) or "text" not in row:
+                        raise ValueError('needs a "text" field')
+                    texts.append(row["text"])
+                except (json.JSONDecodeError, ValueError) as err:
+                    message = (f"not valid JSON ({err.msg})" if isinstance(
+                        err, json.JSONDecodeError) else str(err))
+                    errors[offset] = f"line {number}: {message}"
+                    texts.append(None)
+            analysable = [t if isinstance(t, str) else "" for t in texts]
+            results = analyzer.analyze(analysable)
+            for offset, result in enumerate(results):
+                number = start + offset + 1
+                if offset in errors:
+                    result = {"line": number, "error": errors[offset]}
+                elif "error" in result:
+                    problem = result["error"]
+                    if texts[offset] is not None and not isinstance(texts[offset], str):
+                        problem = f"'text' must be a string, not {type(texts[offset]).__name__}"
+                    result = {"line": number, "error": f"line {number}: {problem}"}
+                if "error" in result:
+                    bad += 1
+                    err_console.print(f"[yellow]Skipped[/yellow] {result['error']}",
+                                      highlight=False)
+                sink.write(json.dumps(result, ensure_ascii=False) + "\n")
+    finally:
+        if out:
+            sink.close()
+    if bad:
+        err_console.print(f"{bad} of {len(lines)} lines could not be analysed (see above).",
+                          highlight=False)
+
+
 @eval_app.command("safety")
 def eval_safety(
     data: Annotated[Path, typer.Option(help="Red-team JSONL: text, escalate, lang, tier, "

@@ -60,8 +60,12 @@ class CrisisHead:
                 "Reinstall mindwell, or rebuild it with scripts/ship_crisis_head.py.",
             ) from err
 
+    def __post_init__(self) -> None:
+        # Computed once: per-message scoring is then one small matrix product.
+        object.__setattr__(self, "_support_norms", (self.support_vectors**2).sum(1))
+
     def scores_for_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        squared = ((vectors**2).sum(1)[:, None] + (self.support_vectors**2).sum(1)[None, :]
+        squared = ((vectors**2).sum(1)[:, None] + self._support_norms[None, :]
                    - 2.0 * vectors @ self.support_vectors.T)
         return np.exp(-self.gamma * np.maximum(squared, 0.0)) @ self.dual_coef + self.intercept
 

@@ -74,9 +74,22 @@ _ENGLISH_WORDS = re.compile(
     r"anymore|everything|nobody|gonna|wanna)\b", re.I)
 
 
+# Frequent function words of other Latin-script languages (Spanish, French, German,
+# Portuguese, Italian, Dutch, Indonesian), and their letters with diacritics.
+_OTHER_WORDS = re.compile(
+    r"\b(el|la|los|las|que|muy|pero|estoy|tengo|quiero|hoy|le|les|des|est|je|suis|pas|une|"
+    r"ich|bin|nicht|und|das|ist|sehr|eu|estou|não|nao|muito|sono|non|molto|het|een|"
+    r"niet|saya|tidak|yang|dan|aku)\b", re.I)
+_DIACRITICS = re.compile(r"[áéíóúñãõçàèìòùâêîôûäöüßœ¿¡]", re.I)
+
+
 def _looks_english(text: str) -> bool:
-    words = re.findall(r"[A-Za-z']+", text)
-    return bool(words) and len(_ENGLISH_WORDS.findall(text)) / len(words) >= 0.2
+    """English unless other languages' function words or letters outweigh English ones; a
+    Latin-script text with no evidence either way ("Went for a walk today.") counts as
+    English."""
+    english = len(_ENGLISH_WORDS.findall(text))
+    other = len(_OTHER_WORDS.findall(text)) + len(_DIACRITICS.findall(text))
+    return english >= other
 
 
 def _max_level(levels: list[str]) -> str:
@@ -93,7 +106,10 @@ class RiskAssessor:
     def match(self, text: str) -> list:
         return [rule for rule in RULES if rule.pattern.search(text)]
 
-    def assess(self, text: str, history: list[str] | None = None) -> RiskAssessment:
+    def assess(self, text: str, history: list[str] | None = None,
+               vector=None) -> RiskAssessment:
+        """``vector``: the sentence embedding of ``text`` when the caller already has it
+        (batched analysis), so the learned layer does not embed it again."""
         history = [h for h in (history or []) if h][-6:]
         matched = self.match(text)
         language = detect_language(text)
@@ -125,7 +141,10 @@ class RiskAssessor:
             texts = [without_idioms(text)]
             if history:
                 texts.append(without_idioms(" ".join([*history[-CONTEXT_MESSAGES:], text])))
-            score = float(head.scores(texts).max())
+            if vector is not None and texts == [text]:
+                score = float(head.scores_for_vectors(vector[None, :])[0])
+            else:
+                score = float(head.scores(texts).max())
             if score >= head.threshold:
                 level = "high"
                 reasons.append(f"close in meaning to crisis messages (score {score:.2f})")

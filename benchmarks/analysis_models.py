@@ -1,0 +1,171 @@
+"""Text analysis: the shipped heads vs baselines on held-out test splits, and their speed.
+
+Quality, each on a split never used for training or tuning (fixed splits from
+``scripts/build_analysis_data.py``):
+- depression: the shipped head (trained on tweets + Reddit) on each set's test split; the
+  cross-dataset pair (a head trained with the same recipe on one set, tested on the other);
+  dreaddit's test split (stress) as a related task; baselines: VADER (compound < -0.05 means
+  depressed) and the majority class;
+- emotion EN: GoEmotions' test split at the Ekman level (macro F1), dair-ai emotion's test
+  split as a cross-domain check (love counted as joy; it has no neutral or disgust);
+- emotion KO: the Korean 4-class test split (weighted F1);
+Speed on this CPU: texts per second batched (1,000 diary-like sentences, the full analysis
+including risk), one short text after load, and load time.
+Targets (issue 5): depression >= 95 % accuracy in-distribution, Korean weighted F1 >= 0.80,
+GoEmotions Ekman macro F1 >= 0.60, >= 200 texts/s, <= 20 ms per text, load <= 3 s.
+
+    python scripts/build_analysis_data.py && python benchmarks/analysis_models.py
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import numpy as np
+
+from _report import median, table, write_section
+from mindwell.analysis.metrics import classification_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "runs" / "data"
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def read(name: str) -> tuple[list[str], list[str]]:
+    with (DATA / f"{name}.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def scores(truth: list[str], predicted: list[str], labels: list[str]) -> dict:
+    index = {label: i for i, label in enumerate(labels)}
+    return classification_metrics([index[t] for t in truth], [index[p] for p in predicted])
+
+
+def fmt(metrics: dict) -> list[str]:
+    return [f"{metrics['accuracy']:.3f}", f"{metrics['f1_macro']:.3f}",
+            f"{metrics['f1_weighted']:.3f}"]
+
+
+def head_predict(head, vectors: np.ndarray) -> list[str]:
+    return [head.labels[i] for i in head.probabilities(vectors).argmax(1)]
+
+
+def train_cross_head(data: str, eval_data: str, name: str):
+    """A head with the shipped recipe, trained on one depression set only."""
+    from mindwell.analysis.analyzer import LinearHead
+    from mindwell.train.recipe import load_recipe
+    from mindwell.train.runner import train
+
+    out = ROOT / "runs" / f"depression-embedding-{name}"
+    recipe = load_recipe(ROOT / "configs" / "depression-embedding.yaml",
+                         [f"data={data}", f"eval_data={eval_data}", f"output_dir={out}"])
+    train(recipe)
+    from safetensors.numpy import load_file
+
+    saved = load_file(str(out / "adapter" / "head.safetensors"))
+    return LinearHead(saved["weight"], saved["bias"], ("0", "1"))
+
+
+def main() -> None:
+    if not DATA.exists() or not SHARED.exists():
+        raise SystemExit("Run python scripts/build_analysis_data.py first (needs ../shared/data).")
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from mindwell.analysis.analyzer import TextAnalyzer
+    from mindwell.models.embedder import get_embedder
+
+    started = time.perf_counter()
+    analyzer = TextAnalyzer()
+    analyzer.analyze(["first use loads the encoder's weights"])
+    load_s = time.perf_counter() - started
+    encoder = get_embedder()
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.concatenate([encoder.encode(texts[i:i + 64]) for i in range(0, len(texts), 64)])
+
+    vader = SentimentIntensityAnalyzer()
+    rows = []
+    # -- depression ----------------------------------------------------------------------
+    with (SHARED / "dreaddit" / "dreaddit-test.csv").open() as handle:
+        dreaddit = [(r["text"], r["label"]) for r in csv.DictReader(handle)]
+    sets = {"tweets test": read("depression_tweets_test"),
+            "Reddit test": read("depression_reddit_test"),
+            "dreaddit test (stress)": ([t for t, _ in dreaddit], [y for _, y in dreaddit])}
+    only_tweets = train_cross_head("runs/data/depression_tweets_train.csv",
+                                   "runs/data/depression_tweets_dev.csv", "tweets")
+    only_reddit = train_cross_head("runs/data/depression_reddit_train.csv",
+                                   "runs/data/depression_reddit_dev.csv", "reddit")
+    for set_name, (texts, truth) in sets.items():
+        vectors = embed(texts)
+        majority = Counter(truth).most_common(1)[0][0]
+        candidates = [
+            ("majority class", [majority] * len(texts)),
+            ("VADER (compound < -0.05)",
+             ["1" if vader.polarity_scores(t)["compound"] < -0.05 else "0" for t in texts]),
+            ("head trained on tweets only", head_predict(only_tweets, vectors)),
+            ("head trained on Reddit only", head_predict(only_reddit, vectors)),
+            ("**shipped head (tweets + Reddit)**", head_predict(analyzer.depression, vectors)),
+        ]
+        for model, predicted in candidates:
+            rows.append(["depression", set_name, model, *fmt(scores(truth, predicted,
+                                                                    ["0", "1"]))])
+    # -- emotion -------------------------------------------------------------------------
+    texts, truth = read("goemotions_ekman_test")
+    labels = list(analyzer.emotion_en.labels)
+    majority = Counter(truth).most_common(1)[0][0]
+    rows.append(["emotion EN", "GoEmotions test (Ekman + neutral)", "majority class",
+                 *fmt(scores(truth, [majority] * len(truth), labels))])
+    rows.append(["emotion EN", "GoEmotions test (Ekman + neutral)", "**shipped head**",
+                 *fmt(scores(truth, head_predict(analyzer.emotion_en, embed(texts)), labels))])
+    dair = [line.rsplit(";", 1) for line in
+            (SHARED / "dair_emotion" / "test.txt").read_text().splitlines() if ";" in line]
+    dair_truth = [{"love": "joy"}.get(y, y) for _, y in dair]
+    rows.append(["emotion EN", "dair-ai emotion test (cross-domain)", "**shipped head**",
+                 *fmt(scores(dair_truth, head_predict(analyzer.emotion_en,
+                                                      embed([t for t, _ in dair])), labels))])
+    texts, truth = read("ko_emotion_test")
+    labels = list(analyzer.emotion_ko.labels)
+    majority = Counter(truth).most_common(1)[0][0]
+    rows.append(["emotion KO", "Korean 4-class test", "majority class",
+                 *fmt(scores(truth, [majority] * len(truth), labels))])
+    rows.append(["emotion KO", "Korean 4-class test", "**shipped head**",
+                 *fmt(scores(truth, head_predict(analyzer.emotion_ko, embed(texts)), labels))])
+    for row in rows:
+        print(row, flush=True)
+
+    # -- speed ---------------------------------------------------------------------------
+    diary = read("depression_reddit_test")[0][:500] + read("ko_emotion_test")[0][:500]
+    diary = [t[:300] for t in diary]
+    analyzer.analyze(diary[:64])
+    started = time.perf_counter()
+    analyzer.analyze(diary)
+    per_second = len(diary) / (time.perf_counter() - started)
+    singles = []
+    for text in ["I couldn't sleep again and everything feels heavy.", "오늘은 기분이 좋아요"] * 10:
+        started = time.perf_counter()
+        analyzer.analyze([text])
+        singles.append((time.perf_counter() - started) * 1000)
+    speed = table(["measure", "value", "target"], [
+        ["load and first text (encoder, heads, safety gate)", f"{load_s:.2f} s", "<= 3 s"],
+        ["batched, 1,000 texts (English Reddit + Korean, <= 300 chars)",
+         f"{per_second:.0f} texts/s", ">= 200"],
+        ["one short text after load (median of 20)", f"{median(singles):.1f} ms", "<= 20 ms"],
+    ])
+    body = (table(["task", "test data", "model", "accuracy", "macro F1", "weighted F1"], rows)
+            + "\n\n" + speed + "\n\nAll models are linear heads on the embedded multilingual "
+            "sentence encoder (configs/*-embedding.yaml). Not yet compared: LoRA-tuned Gemma 3 "
+            "270M classifiers (configs/depression-classifier.yaml, ko-emotion-4class.yaml).")
+    print(write_section("analysis_models", "Text analysis: depression and emotion", body,
+                        "python scripts/build_analysis_data.py && "
+                        "python benchmarks/analysis_models.py"))
+
+
+if __name__ == "__main__":
+    main()
