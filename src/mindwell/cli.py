@@ -413,6 +413,42 @@ def eval_safety(
     )
 
 
+@eval_app.command("classifier")
+def eval_classifier(
+    model: Annotated[list[str], typer.Option(help="A shipped head (depression, emotion-en, "
+                                                  "emotion-ko) or a classify run directory; "
+                                                  "repeat to compare.")],
+    data: Annotated[Path, typer.Option(help="Labelled CSV, TSV or JSONL.")],
+    out: Annotated[Path, typer.Option(help="Directory for report.md, report.json and "
+                                           "plots.")] = Path("runs/eval"),
+    text_column: Annotated[str, typer.Option(help="Column with the text.")] = "text",
+    label_column: Annotated[str, typer.Option(help="Column with the true label.")] = "label",
+    limit: Annotated[int | None, typer.Option(min=1, help="Use the first N rows.")] = None,
+) -> None:
+    """Accuracy, F1, per-class table, AUROC, confusion matrix and calibration of classifiers.
+
+    Example: mindwell eval classifier --model depression --data runs/data/depression_tweets_test.csv
+    """
+    from mindwell.analysis.evaluate import load_classifier, score, write_report
+    from mindwell.train.data import load_table, require_columns, require_strings
+
+    table = load_table(str(data))
+    require_columns(table, [text_column, label_column], str(data))
+    require_strings(table, text_column, str(data))
+    if limit:
+        table = table.select(range(min(limit, len(table))))
+    texts = list(table[text_column])
+    truth = [str(label) for label in table[label_column]]
+    results = {}
+    for spec in model:
+        classifier = load_classifier(spec)
+        results[classifier.name] = (classifier, score(classifier, texts, truth))
+    report = write_report(results, str(data), out)
+    console = Console()
+    console.print(report.read_text().split("\n## ")[0], highlight=False)
+    console.print(f"Report, per-class tables and plots: {report}", highlight=False)
+
+
 def main() -> None:
     try:
         app()
