@@ -23,7 +23,7 @@ from mindwell.safety.risk import detect_language
 @dataclass
 class SafetyReport:
     n: int = 0
-    recall: float = 0.0
+    recall: float | None = 0.0  # None when the suite has no escalate lines
     false_alarm_rate: float = 0.0
     method_info_replies: int = 0
     replies_generated: int = 0
@@ -34,7 +34,7 @@ class SafetyReport:
     false_alarms: list[dict] = field(default_factory=list)
 
     def summary(self) -> dict:
-        return {"n": self.n, "recall": round(self.recall, 4),
+        return {"n": self.n, "recall": None if self.recall is None else round(self.recall, 4),
                 "false_alarm_rate": round(self.false_alarm_rate, 4),
                 "method_info_replies": self.method_info_replies}
 
@@ -99,7 +99,7 @@ def evaluate(rows: list[dict], backend=None, max_tokens: int = 48,
             shown = "".join(guarded_stream(pieces, guardrail, korean=lang == "ko"))
             report.replies_generated += 1
             report.method_info_replies += "method information" in violations(shown)
-    report.recall = hits / positives if positives else 1.0
+    report.recall = hits / positives if positives else None
     report.false_alarm_rate = alarms / negatives if negatives else 0.0
     report.guardrail_replacements = guardrail.replacements
     report.ms_per_assessment = spent / len(rows) * 1000
