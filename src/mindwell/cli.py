@@ -450,6 +450,49 @@ def eval_classifier(
     console.print(f"Report, per-class tables and plots: {report}", highlight=False)
 
 
+@eval_app.command("generation")
+def eval_generation(
+    model: Annotated[list[str], typer.Option(help="Chat model (registry name, GGUF, checkpoint "
+                                                  "or adapter); repeat to compare.")],
+    data: Annotated[str, typer.Option(help="Held-out data: single-turn columns or a "
+                                           "messages JSONL.")],
+    out: Annotated[Path, typer.Option(help="Directory for report.md and "
+                                           "report.json.")] = Path("runs/eval-generation"),
+    prompt_column: Annotated[list[str] | None, typer.Option(
+        help="Single-turn data: prompt column(s), joined.")] = None,
+    response_column: Annotated[str | None, typer.Option(
+        help="Single-turn data: the reference answer.")] = None,
+    split_column: Annotated[str | None, typer.Option(help="Keep only rows whose this "
+                                                          "column equals --split.")] = None,
+    split: Annotated[str, typer.Option(help="The split to keep.")] = "test",
+    limit: Annotated[int, typer.Option(min=1, help="At most this many prompts.")] = 50,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Reply length.")] = 128,
+    ppl: Annotated[bool, typer.Option("--perplexity/--no-perplexity",
+                                      help="Score reference answers (transformers).")] = True,
+    generate: Annotated[bool, typer.Option(help="Generate replies and compare them.")] = True,
+) -> None:
+    """Perplexity, similarity to reference answers, length and repetition of chat models.
+
+    Example: mindwell eval generation --model gemma3-270m --model runs/counsel/adapter
+    --data ../shared/data/counsel_chat/counsel_chat.csv --prompt-column questionTitle
+    --prompt-column questionText --response-column answerText --split-column split
+    """
+    from mindwell.analysis.generation import (
+        evaluate_generation,
+        load_pairs,
+        write_generation_report,
+    )
+
+    pairs = load_pairs(data, prompt_column, response_column,
+                       split_column, split if split_column else None, limit)
+    results = [evaluate_generation(spec, pairs, max_tokens, ppl=ppl, generate=generate)
+               for spec in model]
+    report = write_generation_report(results, pairs, data, out)
+    console = Console()
+    console.print(report.read_text().split("\n## ")[0], highlight=False)
+    console.print(f"Report with sample replies: {report}", highlight=False)
+
+
 def main() -> None:
     try:
         app()
