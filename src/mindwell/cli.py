@@ -474,7 +474,7 @@ def eval_generation(
     """Perplexity, similarity to reference answers, length and repetition of chat models.
 
     Example: mindwell eval generation --model gemma3-270m --model runs/counsel/adapter
-    --data ../shared/data/counsel_chat/counsel_chat.csv --prompt-column questionTitle
+    --data ../shared/data/counsel_chat/20200325_counsel_chat.csv --prompt-column questionTitle
     --prompt-column questionText --response-column answerText --split-column split
     """
     from mindwell.analysis.generation import (
