@@ -116,3 +116,16 @@ def test_ordinary_companion_messages_rarely_escalate(assessor):
     assert len(rows) >= 300 and not any(r["escalate"] for r in rows)
     alarms = sum(assessor.assess(r["text"]).escalate for r in rows) / len(rows)
     assert alarms <= 0.15
+
+
+def test_saying_safe_never_hides_a_crisis_statement(assessor):
+    for text in ("I'm safe now but I want to kill myself tonight",
+                 "that's not what I meant, I really do want to die",
+                 "괜찮아요 근데 죽고 싶어요"):
+        assert assessor.assess(text).escalate, text
+    assert not assessor.assess("ok, I'm safe now, thank you").escalate
+
+
+def test_looking_back_does_not_hide_a_crisis_now(assessor):
+    assert assessor.assess("I used to be happy, now I want to kill myself").escalate
+    assert assessor.assess("I used to self-harm and I still do sometimes").escalate

@@ -126,17 +126,19 @@ class RiskAssessor:
             language == "ko" and (KOREAN_REPORTED.search(text) or THIRD_PARTY.search(text)))
         recovered = RECOVERY.search(text) and not RELAPSE.search(text)
         exempt = None
-        if SAYS_SAFE.search(text) and not NOT_SAFE.search(text):
-            exempt = "says they are safe"
-        elif recovered:
+        if recovered:
             exempt = "speaks of a crisis that is over"
         elif about_others and not SELF_REFERENCE.search(text):
             exempt = "about someone else, prevention, fiction or news"
         if exempt and LEVELS.index(level) >= LEVELS.index("medium"):
             reasons.append(exempt)
             level = "low"
+        # "I'm safe now" keeps the learned layer quiet but never hides what the rules found:
+        # "I'm safe now but I want to kill myself tonight" still escalates.
+        says_safe = SAYS_SAFE.search(text) and not NOT_SAFE.search(text)
 
-        if self.use_embeddings and not exempt and LEVELS.index(level) < LEVELS.index("high"):
+        if (self.use_embeddings and not exempt and not says_safe
+                and LEVELS.index(level) < LEVELS.index("high")):
             head = self.head
             texts = [without_idioms(text)]
             if history:

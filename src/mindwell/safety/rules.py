@@ -224,7 +224,8 @@ RECOVERY = re.compile(
     r"\b(doing|feeling)\s+(okay|ok|better|good)\s+now\b|예전엔|예전에는|예전에|안\s*한\s*지|안한지|끊은\s*지",
     re.I,
 )
-RELAPSE = re.compile(r"\b(relapsed?|broke it|again|tonight|today i|just did)\b|다시|또|어제", re.I)
+RELAPSE = re.compile(r"\b(relapsed?|broke it|again|tonight|today i|just did|still|"
+                     r"now i (want|need|plan|am going|'m going))\b|다시|또|어제|아직도|요즘도", re.I)
 # "I'm safe now": ends crisis mode (crisis.py) and is not read as crisis by the learned
 # layer, whose training messages talk about safety too.
 SAYS_SAFE = re.compile(
