@@ -83,10 +83,14 @@ def _lora_classifier(run: Path) -> Classifier:
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from mindwell.models.hf import checkpoint_location, read_adapter_base
+    from mindwell.models.registry import resolve
+
     recipe = yaml.safe_load((run / "recipe.yaml").read_text())
     labels = tuple(recipe.get("labels") or [])
-    config = json.loads((run / "adapter" / "adapter_config.json").read_text())
-    base = config["base_model_name_or_path"]
+    # The base is a registry name (the embedded GGUF, converted and cached), a path or a
+    # hub id, as when training.
+    base = checkpoint_location(resolve(read_adapter_base(run / "adapter")))
     if not labels:
         raise MindwellError(f"{run}/recipe.yaml does not name its labels.")
     try:
