@@ -166,7 +166,10 @@ def write_generation_report(results: list[GenerationResult], pairs: list[Pair], 
         return "-" if value is None else f"{value:.{digits}f}"
 
     lines = [f"# Generation evaluation\n\nData: `{data}` ({len(pairs)} prompts with reference "
-             "answers). Perplexity: of the reference answers (lower is better). Similarity: "
+             "answers). Perplexity: of the reference answers, per token (lower is better; "
+             "comparable only between models with the same tokenizer, e.g. a base and its "
+             "fine-tune). "
+             "Similarity: "
              "cosine between a greedy reply and the reference answer (multilingual encoder). "
              "Repetition: share of repeated word 3-grams in a reply.\n",
              "| model | perplexity | similarity | words per reply | repetition |",
