@@ -67,10 +67,7 @@ def train_cross_head(data: str, eval_data: str, name: str):
     recipe = load_recipe(ROOT / "configs" / "depression-embedding.yaml",
                          [f"data={data}", f"eval_data={eval_data}", f"output_dir={out}"])
     train(recipe)
-    from safetensors.numpy import load_file
-
-    saved = load_file(str(out / "adapter" / "head.safetensors"))
-    return LinearHead(saved["weight"], saved["bias"], ("0", "1"))
+    return LinearHead.from_run(out / "adapter")
 
 
 def main() -> None:
@@ -79,17 +76,12 @@ def main() -> None:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     from mindwell.analysis.analyzer import TextAnalyzer
-    from mindwell.models.embedder import get_embedder
+    from mindwell.models.embedder import embed_texts as embed
 
     started = time.perf_counter()
     analyzer = TextAnalyzer()
     analyzer.analyze(["first use loads the encoder's weights"])
     load_s = time.perf_counter() - started
-    encoder = get_embedder()
-
-    def embed(texts: list[str]) -> np.ndarray:
-        return np.concatenate([encoder.encode(texts[i:i + 64]) for i in range(0, len(texts), 64)])
-
     vader = SentimentIntensityAnalyzer()
     rows = []
     # -- depression ----------------------------------------------------------------------

@@ -9,11 +9,9 @@ needed to use it, and the three together are under 50 KB.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
-from safetensors.numpy import load_file
+from mindwell.analysis.analyzer import HEADS_DIR, LinearHead
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = {"depression": "runs/depression-embedding", "emotion_en": "runs/emotion-en-embedding",
@@ -21,17 +19,14 @@ RUNS = {"depression": "runs/depression-embedding", "emotion_en": "runs/emotion-e
 
 
 def main() -> None:
-    out_dir = ROOT / "src" / "mindwell" / "analysis" / "heads"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    HEADS_DIR.mkdir(parents=True, exist_ok=True)
     for name, run in RUNS.items():
         adapter = ROOT / run / "adapter"
         if not (adapter / "head.safetensors").exists():
             raise SystemExit(f"{adapter} has no trained head: run mindwell train for {name}.")
-        saved = load_file(str(adapter / "head.safetensors"))
-        labels = json.loads((adapter / "head_config.json").read_text())["labels"]
-        np.savez(out_dir / f"{name}.npz", weight=saved["weight"].astype(np.float32),
-                 bias=saved["bias"].astype(np.float32), labels=np.array(labels))
-        print(f"{name}: {len(labels)} labels -> {out_dir / (name + '.npz')}")
+        head = LinearHead.from_run(adapter)
+        head.save(HEADS_DIR / f"{name}.npz")
+        print(f"{name}: {len(head.labels)} labels -> {HEADS_DIR / (name + '.npz')}")
 
 
 if __name__ == "__main__":

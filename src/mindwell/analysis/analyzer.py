@@ -43,6 +43,21 @@ class LinearHead:
                                 "Reinstall mindwell, or rebuild it with "
                                 "scripts/ship_analysis_heads.py.") from err
 
+    @classmethod
+    def from_run(cls, adapter_dir: Path) -> LinearHead:
+        """From a `mindwell train` embedding-head run's ``adapter`` directory."""
+        import json
+
+        from safetensors.numpy import load_file
+
+        saved = load_file(str(adapter_dir / "head.safetensors"))
+        labels = json.loads((adapter_dir / "head_config.json").read_text())["labels"]
+        return cls(saved["weight"].astype(np.float32), saved["bias"].astype(np.float32),
+                   tuple(labels))
+
+    def save(self, path: Path) -> None:
+        np.savez(path, weight=self.weight, bias=self.bias, labels=np.array(self.labels))
+
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         logits = vectors @ self.weight.T + self.bias
         logits -= logits.max(axis=1, keepdims=True)

@@ -30,13 +30,10 @@ class Classifier:
 
 
 def _embedding_predictor(head):
-    from mindwell.models.embedder import get_embedder
+    from mindwell.models.embedder import embed_texts
 
     def predict(texts: list[str]) -> np.ndarray:
-        encoder = get_embedder()
-        vectors = np.concatenate([encoder.encode(texts[i:i + 64])
-                                  for i in range(0, len(texts), 64)])
-        return head.probabilities(vectors)
+        return head.probabilities(embed_texts(texts))
 
     return predict
 
@@ -55,12 +52,8 @@ def load_classifier(spec: str) -> Classifier:
                             f"Use one of {', '.join(SHIPPED)} or a `mindwell train` run "
                             "directory of a classify recipe.")
     if (adapter / "head.safetensors").exists():
-        from safetensors.numpy import load_file
-
-        saved = load_file(str(adapter / "head.safetensors"))
-        labels = tuple(json.loads((adapter / "head_config.json").read_text())["labels"])
-        head = LinearHead(saved["weight"], saved["bias"], labels)
-        return Classifier(run.name, labels, _embedding_predictor(head))
+        head = LinearHead.from_run(adapter)
+        return Classifier(run.name, head.labels, _embedding_predictor(head))
     if (adapter / "svm.npz").exists():
         from mindwell.safety.learned import CrisisHead
 
@@ -173,12 +166,12 @@ def _tick_labels(labels: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _plots(name: str, labels: tuple[str, ...], result: dict, out_dir: Path) -> list[str]:
+    """Writes the confusion matrix and reliability plot; labels are the tick labels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = _tick_labels(labels)
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
     matrix = np.array(result["confusion"])
     fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(labels), 1 + 0.6 * len(labels)))
@@ -230,8 +223,8 @@ def write_report(results: dict[str, tuple[Classifier, dict]], data: str, out_dir
                   "|---|---|---|---|---|"]
         lines += [f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | "
                   f"{m['support']} |" for label, m in result["per_class"].items()]
-        confusion_png, reliability_png = _plots(name, classifier.labels, result, out_dir)
         ticks = _tick_labels(classifier.labels)
+        confusion_png, reliability_png = _plots(name, ticks, result, out_dir)
         if ticks != classifier.labels:
             lines += ["", "Plot labels: " + ", ".join(
                 f"{tick} = {label}" for tick, label in zip(ticks, classifier.labels, strict=True))]

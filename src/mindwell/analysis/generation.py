@@ -142,14 +142,13 @@ def evaluate_generation(model_spec: str, pairs: list[Pair], max_tokens: int = 12
     if ppl:
         result.perplexity = perplexity(model_spec, pairs)
     if generate:
-        from mindwell.models.embedder import get_embedder
+        from mindwell.models.embedder import embed_texts
 
         result.replies = generate_replies(model_spec, pairs, max_tokens)
-        encoder = get_embedder()
         answered = [(r, p.reference) for r, p in zip(result.replies, pairs, strict=True) if r]
         if answered:
-            replies = encoder.encode([r for r, _ in answered])
-            references = encoder.encode([ref for _, ref in answered])
+            replies = embed_texts([r for r, _ in answered])
+            references = embed_texts([ref for _, ref in answered])
             cosine = (replies * references).sum(1) / (
                 np.linalg.norm(replies, axis=1) * np.linalg.norm(references, axis=1) + 1e-9)
             result.similarity = float(cosine.mean())

@@ -38,22 +38,27 @@ class CrisisHead:
     medium_threshold: float  # decision value that counts as a medium sign (accumulates)
 
     @classmethod
-    def from_run(cls, path: Path, threshold: float = 0.0,
-                 medium_threshold: float = 0.0) -> CrisisHead:
-        """From a run's ``adapter/svm.npz`` (``classifier: embedding-svm``)."""
+    def _read(cls, path: Path, threshold: float | None = None,
+              medium_threshold: float | None = None) -> CrisisHead:
+        """Thresholds given here, else the ones saved in the file."""
         with np.load(path) as saved:
             return cls(saved["support_vectors"].astype(np.float32),
                        saved["dual_coef"].astype(np.float32), float(saved["intercept"]),
-                       float(saved["gamma"]), threshold, medium_threshold)
+                       float(saved["gamma"]),
+                       float(saved["threshold"]) if threshold is None else threshold,
+                       float(saved["medium_threshold"]) if medium_threshold is None
+                       else medium_threshold)
+
+    @classmethod
+    def from_run(cls, path: Path, threshold: float = 0.0,
+                 medium_threshold: float = 0.0) -> CrisisHead:
+        """From a run's ``adapter/svm.npz`` (``classifier: embedding-svm``)."""
+        return cls._read(path, threshold, medium_threshold)
 
     @classmethod
     def load(cls, path: Path = HEAD_PATH) -> CrisisHead:
         try:
-            with np.load(path) as saved:
-                return cls(saved["support_vectors"].astype(np.float32),
-                           saved["dual_coef"].astype(np.float32), float(saved["intercept"]),
-                           float(saved["gamma"]), float(saved["threshold"]),
-                           float(saved["medium_threshold"]))
+            return cls._read(path)
         except (OSError, KeyError, ValueError) as err:
             raise MindwellError(
                 f"Cannot load the crisis head {path}: {err}.",

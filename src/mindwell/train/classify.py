@@ -151,12 +151,10 @@ def prepare(recipe: Recipe, location: str) -> Prepared:
 
 
 # -- embedding head ---------------------------------------------------------------------
-def embed(texts: list[str], batch_size: int = 256) -> np.ndarray:
-    from mindwell.models.embedder import get_embedder
+def embed(texts: list[str]) -> np.ndarray:
+    from mindwell.models.embedder import embed_texts
 
-    encoder = get_embedder()
-    return np.concatenate([encoder.encode(texts[i: i + batch_size])
-                           for i in range(0, len(texts), batch_size)])
+    return embed_texts(texts)
 
 
 def train_embedding_head(recipe: Recipe, output_dir: Path):
