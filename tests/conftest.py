@@ -17,6 +17,11 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def private_cache(tmp_path_factory):
     """Keep tests out of the user's cache; the Gemma GGUF is assembled here once a run."""
     path = tmp_path_factory.mktemp("mindwell-cache")
+    # llama.cpp's converter and quantize tool are fetched and built once per machine, not
+    # once per test session.
+    from mindwell.export.llamacpp_tools import TOOLS_ENV, tools_dir
+
+    os.environ.setdefault(TOOLS_ENV, str(tools_dir()))
     previous = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = str(path)
     yield path

@@ -90,6 +90,17 @@ def models(ctx: typer.Context) -> None:
         table.add_row(spec.name, spec.kind, _size(size or spec.size_bytes), spec.licence, present)
     console = Console()
     console.print(table)
+    from mindwell.models.registry import exported_models
+
+    exported = exported_models()
+    if exported:
+        mine = Table(title="Exported by `mindwell export` (use the name with --model)")
+        mine.add_column("name")
+        mine.add_column("size")
+        mine.add_column("file", overflow="fold")
+        for name, path in sorted(exported.items()):
+            mine.add_row(name, _size(path.stat().st_size), str(path))
+        console.print(mine)
     for spec in missing:
         console.print(f"To install {spec.name}: {spec.install}", highlight=False)
     console.print(
@@ -491,6 +502,29 @@ def eval_generation(
     console = Console()
     console.print(report.read_text().split("\n## ")[0], highlight=False)
     console.print(f"Report with sample replies: {report}", highlight=False)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A `mindwell train` output_dir.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the exported files.")],
+    quant: Annotated[str, typer.Option(
+        help="Comma-separated GGUF types: f16, q8_0, q4_k_m, q6_k, ...")] = "f16,q8_0,q4_k_m",
+    verify: Annotated[bool, typer.Option(help="Run the round-trip checks (verify.json).")] = True,
+    lora: Annotated[bool, typer.Option(help="Also write the adapter as a LoRA GGUF.")] = True,
+    name: Annotated[str | None, typer.Option(help="Model name (default: run folder).")] = None,
+) -> None:
+    """Merge, convert to GGUF, quantize, write an Ollama Modelfile, and verify the round trip.
+
+    Example: mindwell export runs/gemma3-270m-counsel-chat --out exports/counselor --quant q4_k_m
+    """
+    from mindwell.export.exporter import export_run
+    from mindwell.export.report import print_result
+
+    result = export_run(run_dir, out, quant.split(","), verify=verify, lora=lora, name=name)
+    ok = print_result(result)
+    if not ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:

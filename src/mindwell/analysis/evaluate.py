@@ -47,6 +47,8 @@ def load_classifier(spec: str) -> Classifier:
         return Classifier(spec, head.labels, _embedding_predictor(head))
     run = Path(spec)
     adapter = run / "adapter"
+    if (run / EXPORTED_CONFIG).exists():
+        return _exported_classifier(run)
     if not run.is_dir():
         raise MindwellError(f"Unknown classifier '{spec}'.",
                             f"Use one of {', '.join(SHIPPED)} or a `mindwell train` run "
@@ -71,8 +73,11 @@ def load_classifier(spec: str) -> Classifier:
                         "Point --model at the output_dir of a finished classify run.")
 
 
-def _lora_classifier(run: Path) -> Classifier:
-    import torch
+EXPORTED_CONFIG = "mindwell_classifier.json"
+
+
+def _load_lora_classifier(run: Path):
+    """(model with adapter, tokenizer, labels, max_length) of a LoRA classify run."""
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -95,7 +100,11 @@ def _lora_classifier(run: Path) -> Classifier:
                             "training).") from err
     model = PeftModel.from_pretrained(model, str(run / "adapter")).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(run / "adapter"))
-    max_length = int(recipe.get("max_length") or 256)
+    return model, tokenizer, labels, int(recipe.get("max_length") or 256)
+
+
+def _torch_predictor(model, tokenizer, max_length: int):
+    import torch
 
     def predict(texts: list[str]) -> np.ndarray:
         out = []
@@ -106,7 +115,61 @@ def _lora_classifier(run: Path) -> Classifier:
                 out.append(torch.softmax(model(**batch).logits.float(), -1).numpy())
         return np.concatenate(out)
 
-    return Classifier(run.name, labels, predict)
+    return predict
+
+
+def _lora_classifier(run: Path) -> Classifier:
+    model, tokenizer, labels, max_length = _load_lora_classifier(run)
+    return Classifier(run.name, labels, _torch_predictor(model, tokenizer, max_length))
+
+
+def _exported_classifier(directory: Path) -> Classifier:
+    """A classifier written by `mindwell export`: merged weights, no PEFT at load time."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    config = json.loads((directory / EXPORTED_CONFIG).read_text())
+    labels = tuple(config["labels"])
+    if config["kind"] == "linear-head":
+        from mindwell.analysis.analyzer import LinearHead
+
+        head = LinearHead.load("head", directory)
+        return Classifier(config["name"], head.labels, _embedding_predictor(head))
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(directory), attn_implementation="eager").eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    return Classifier(config["name"], labels,
+                      _torch_predictor(model, tokenizer, config["max_length"]))
+
+
+def export_classifier_files(run: Path, target: Path) -> dict[str, Path]:
+    """Write a run's classifier in the fastest form the analysis code loads directly.
+
+    A LoRA classifier is merged into its base (one plain checkpoint: no PEFT, no adapter
+    indirection at inference); an embedding head is already a few kilobytes of numpy.
+    """
+    from mindwell.analysis.analyzer import LinearHead
+
+    adapter = run / "adapter"
+    target.mkdir(parents=True, exist_ok=True)
+    if (adapter / "head.safetensors").exists():
+        head = LinearHead.from_run(adapter)
+        head.save(target / "head.npz")
+        config = {"kind": "linear-head", "name": run.name, "labels": list(head.labels)}
+    elif (adapter / "adapter_config.json").exists():
+        model, tokenizer, labels, max_length = _load_lora_classifier(run)
+        merged = model.merge_and_unload()
+        merged.config.id2label = dict(enumerate(labels))
+        merged.config.label2id = {label: i for i, label in enumerate(labels)}
+        merged.save_pretrained(target)
+        tokenizer.save_pretrained(target)
+        config = {"kind": "merged", "name": run.name, "labels": list(labels),
+                  "max_length": max_length}
+    else:
+        raise MindwellError(f"{run} has no exportable classifier in {adapter}.",
+                            "Export a LoRA or embedding-head classify run; SVM heads ship "
+                            "as they are (svm.npz).")
+    (target / EXPORTED_CONFIG).write_text(json.dumps(config, indent=2, ensure_ascii=False))
+    return {"classifier": target}
 
 
 def score(classifier: Classifier, texts: list[str], truth: list[str]) -> dict:

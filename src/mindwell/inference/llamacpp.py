@@ -56,6 +56,7 @@ class LlamaCppBackend(Backend):
         threads: int | None = None,
         batch_threads: int | None = None,
         cache_prompt: bool = True,
+        jinja: bool = False,
     ) -> None:
         super().__init__()
         import xllamacpp
@@ -84,6 +85,9 @@ class LlamaCppBackend(Backend):
         # Gemma 3 uses sliding-window attention; without a full-size SWA cache llama.cpp
         # cannot reuse a cached prefix and re-processes the whole prompt every turn.
         params.swa_full = True
+        # The GGUF's own Jinja template, for checking exported files (mindwell renders
+        # prompts itself for chat).
+        params.use_jinja = jinja
         try:
             self._server = xllamacpp.Server(params)
         except Exception as err:  # the binding raises bare RuntimeErrors on load failure
@@ -175,14 +179,34 @@ class LlamaCppBackend(Backend):
 
     # -- tokens -----------------------------------------------------------------------
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        body = {"content": text, "add_special": add_special, "parse_special": True}
+        return self._post("/tokenize", body)["tokens"]
+
+    def _post(self, route: str, body: dict) -> dict:
         response = httpx.post(
-            f"{self._address}/tokenize",
-            json={"content": text, "add_special": add_special, "parse_special": True},
-            headers={"Authorization": f"Bearer {self._api_key}"},
-            timeout=30,
+            f"{self._address}{route}", json=body,
+            headers={"Authorization": f"Bearer {self._api_key}"}, timeout=60,
         )
         response.raise_for_status()
-        return response.json()["tokens"]
+        return response.json()
+
+    def apply_gguf_template(self, messages: list[Message]) -> str:
+        """The prompt llama.cpp itself builds from the GGUF's chat template (needs jinja=True)."""
+        return self._post("/apply-template", {"messages": messages})["prompt"]
+
+    def greedy_tokens(self, prompt: str, max_tokens: int) -> tuple[list[int], str]:
+        """(generated token ids, how it ended) for greedy decoding with no stop strings, so
+        only the GGUF's own end-of-generation tokens end the reply ("eos"); the final
+        end-of-generation token is included, as transformers includes it."""
+        body = {
+            "prompt": prompt, "n_predict": max_tokens, "temperature": 0.0, "top_k": 1,
+            "repeat_penalty": 1.0, "stop": [], "cache_prompt": False, "stream": False,
+            "return_tokens": True,
+        }
+        # The native /completion route returns the exact token ids (the OpenAI-style
+        # logprobs merge byte tokens that do not form whole characters).
+        result = self._post("/completion", body)
+        return list(result["tokens"]), str(result.get("stop_type") or "")
 
     def count_tokens(self, messages: list[Message]) -> int:
         return len(self.tokenize(self.render(messages)))

@@ -202,9 +202,39 @@ class ResolvedModel:
     spec: ModelSpec | None = None
 
 
+# --- models exported by `mindwell export` ------------------------------------------------
+def _exports_file() -> Path:
+    return models_dir() / "exports.json"
+
+
+def exported_models() -> dict[str, Path]:
+    """Name -> GGUF of every `mindwell export` on this machine whose file still exists."""
+    import json
+
+    try:
+        entries = json.loads(_exports_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return {name: Path(p) for name, p in entries.items() if Path(p).exists()}
+
+
+def register_export(name: str, path: Path) -> None:
+    """Make an exported GGUF usable by name (`mindwell chat --model NAME`)."""
+    import json
+
+    entries = {name: str(p) for name, p in exported_models().items()}
+    entries[name] = str(Path(path).resolve())
+    _exports_file().parent.mkdir(parents=True, exist_ok=True)
+    _exports_file().write_text(json.dumps(entries, indent=2))
+
+
 def resolve(name_or_path: str | None) -> ResolvedModel:
     """Turn a registry name, a local path or a hub id into a ResolvedModel."""
     name_or_path = name_or_path or DEFAULT_CHAT_MODEL
+    exported = exported_models().get(name_or_path)
+    if exported is not None and not Path(name_or_path).exists():
+        check_gguf(exported)
+        return ResolvedModel(name_or_path, "gguf", exported)
     for spec in EMBEDDED:
         if spec.name == name_or_path:
             path = spec.ensure()

@@ -1,17 +1,26 @@
 """A tiny Gemma-3-architecture model built in code, for tests and for trying the toolkit.
 
-About 95k parameters (width 64, 2 layers) with a 512-token byte-level BPE tokenizer trained
-on the spot, so a LoRA step takes milliseconds on a CPU. It has Gemma's special tokens
-(<bos>, <eos>, <pad>, <start_of_turn>, <end_of_turn>) so chat templates, loss masking and
-stop tokens behave exactly as with the real model. Its replies are noise: it exists to
-exercise code paths, not to talk.
+About 95k parameters (width 64, 2 layers) with a 512-piece SentencePiece BPE tokenizer
+trained on the spot, so a LoRA step takes milliseconds on a CPU. The tokenizer is the same
+kind as Gemma's (SentencePiece BPE with byte fallback, no dummy prefix) and has Gemma's
+special tokens at Gemma's ids (<pad> 0, <eos> 1, <bos> 2, <unk> 3, <mask> 4, then
+<start_of_turn>, <end_of_turn>), so chat templates, loss masking, stop tokens and the GGUF
+export behave exactly as with the real model. Its replies are noise: it exists to exercise
+code paths, not to talk.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import tempfile
+from functools import cache
 from pathlib import Path
 
-SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>",
+                  "<end_of_turn>"]
+# Newline runs are single user-defined pieces in Gemma's vocabulary too.
+USER_DEFINED = ["\n", "\n\n"]
 
 _CORPUS = [
     "I have been feeling lonely since I moved to a new city.",
@@ -27,35 +36,44 @@ _CORPUS = [
 ]
 
 
-def build_tiny_tokenizer(vocab_size: int = 512):
-    """A byte-level BPE tokenizer with Gemma's special tokens, wrapped for transformers."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+@cache
+def tiny_sentencepiece_model(vocab_size: int = 512) -> bytes:
+    """The serialized SentencePiece model (what Gemma ships as ``tokenizer.model``)."""
+    import sentencepiece as spm
 
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_CORPUS * 4), model_writer=buffer, vocab_size=vocab_size,
+        model_type="bpe", byte_fallback=True, character_coverage=1.0, split_digits=True,
+        add_dummy_prefix=False, remove_extra_whitespaces=False,
+        normalization_rule_name="identity", allow_whitespace_only_pieces=True,
+        pad_id=0, eos_id=1, bos_id=2, unk_id=3,
+        pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>",
+        control_symbols=SPECIAL_TOKENS[4:], user_defined_symbols=USER_DEFINED,
+        num_threads=1, minloglevel=2,
     )
-    tokenizer.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    bos_id = tokenizer.token_to_id("<bos>")
-    # Like Gemma, the tokenizer adds <bos> itself; templates render it as text for
-    # apply_chat_template-style use with add_special_tokens=False.
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", bos_id)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        additional_special_tokens=["<start_of_turn>", "<end_of_turn>"],
-    )
+    return buffer.getvalue()
+
+
+def build_tiny_tokenizer(vocab_size: int = 512):
+    """Gemma's tokenizer class (transformers) on the tiny SentencePiece model."""
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as folder:
+        write_tokenizer_files(Path(folder), vocab_size)
+        return AutoTokenizer.from_pretrained(folder)
+
+
+def write_tokenizer_files(directory: Path, vocab_size: int = 512) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "tokenizer.model").write_bytes(tiny_sentencepiece_model(vocab_size))
+    config = {
+        "tokenizer_class": "GemmaTokenizer", "add_bos_token": True, "add_eos_token": False,
+        "bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>",
+        "unk_token": "<unk>", "mask_token": "<mask>",
+        "additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"],
+    }
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 
 
 def build_tiny_gemma(seed: int = 0, vocab_size: int = 512):
@@ -75,6 +93,9 @@ def build_tiny_gemma(seed: int = 0, vocab_size: int = 512):
         num_attention_heads=2,
         num_key_value_heads=1,
         head_dim=32,
+        # Every Gemma 3 below 27B scales attention by head_dim ** -0.5, which is what
+        # llama.cpp assumes; the config default (256) only equals that at head_dim 256.
+        query_pre_attn_scalar=32,
         max_position_embeddings=1024,
         sliding_window=128,
         pad_token_id=tokenizer.pad_token_id,
@@ -95,4 +116,7 @@ def save_tiny_gemma(directory: str | Path, seed: int = 0) -> Path:
     model, tokenizer = build_tiny_gemma(seed=seed)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
+    # transformers keeps only tokenizer.json; llama.cpp's converter reads the SentencePiece
+    # model, as it does for real Gemma checkpoints.
+    (directory / "tokenizer.model").write_bytes(tiny_sentencepiece_model())
     return directory

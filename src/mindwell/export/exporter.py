@@ -1,0 +1,182 @@
+"""`mindwell export`: a training run to GGUF files, a LoRA GGUF and an Ollama Modelfile, verified.
+
+Steps: merge the adapter and write a converter-ready checkpoint (prepare.py); convert to f16
+(and q8_0) with llama.cpp's converter; stamp the chat template and end-of-turn token; make
+k-quants with llama-quantize; convert the adapter alone for llama.cpp's ``--lora``; write the
+Modelfile; run the round-trip checks (verify.py) and write ``verify.json``. A classifier run
+exports its merged weights for the analysis code instead.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mindwell.chat.prompts import COUNSELOR_SYSTEM_PROMPT
+from mindwell.errors import MindwellError
+from mindwell.export import llamacpp_tools as tools
+from mindwell.export.gguf_files import build_modelfile, stamp
+from mindwell.export.prepare import PreparedRun, prepare_run
+from mindwell.export.verify import (
+    VerifyReport,
+    check_bos,
+    check_chat_template,
+    check_generation,
+    check_perplexity,
+    check_stop_tokens,
+    check_tokenizer,
+)
+
+DEFAULT_QUANTS = ["f16", "q8_0", "q4_k_m"]
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)  # quant type -> GGUF
+    lora: Path | None = None
+    modelfile: Path | None = None
+    report: VerifyReport | None = None
+    seconds: float = 0.0
+
+
+def _check_disk(out_dir: Path, parameters: int, quants: list[str]) -> None:
+    bytes_per = {"f32": 4, "f16": 2, "bf16": 2, "q8_0": 1.07}
+    need = parameters * (4 + 2 + sum(bytes_per.get(q, 0.7) for q in quants)) * 1.1
+    free = shutil.disk_usage(out_dir).free
+    if free < need:
+        raise MindwellError(
+            f"Not enough disk space in {out_dir}: the export needs about {need / 1e9:.1f} GB "
+            f"(merged weights, f16 and {', '.join(quants)}), {free / 1e9:.1f} GB is free.",
+            "Free some space, export fewer types (--quant q4_k_m) or choose another --out.",
+        )
+
+
+def _parameter_count(merged_dir: Path) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    for path in merged_dir.glob("*.safetensors"):
+        with safe_open(str(path), "np") as handle:
+            for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                shape = handle.get_slice(key).get_shape()
+                count = 1
+                for dim in shape:
+                    count *= dim
+                total += count
+    return total
+
+
+def export_run(run_dir: Path, out_dir: Path, quants: list[str] | None = None,
+               verify: bool = True, lora: bool = True, name: str | None = None,
+               max_tokens: int = 96) -> ExportResult:
+    started = time.time()
+    quants = tools.check_types(quants or DEFAULT_QUANTS)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prepared = prepare_run(Path(run_dir), out_dir)
+    if prepared.task == "classify":
+        return export_classifier(prepared, out_dir, started)
+    name = name or prepared.name
+    _check_disk(out_dir, _parameter_count(prepared.merged_dir), quants)
+    tools.llama_cpp_dir()  # fetch once, before the long steps
+
+    result = ExportResult(out_dir)
+    f16 = out_dir / f"{name}-f16.gguf"
+    tools.convert_checkpoint(prepared.merged_dir, f16, "f16")
+    tokenizer = _load_tokenizer(prepared)
+    stop_id = tokenizer.convert_tokens_to_ids(prepared.template.stop[0])
+    stamp(f16, prepared.template, stop_id, name)
+    result.files["f16"] = f16
+    for qtype in quants:
+        if qtype == "f16":
+            continue
+        target = out_dir / f"{name}-{qtype}.gguf"
+        if qtype in tools.CONVERTER_TYPES:
+            tools.convert_checkpoint(prepared.merged_dir, target, qtype)
+            stamp(target, prepared.template, stop_id, name)
+        else:
+            tools.quantize(f16, target, qtype)  # metadata is copied from the stamped f16
+        result.files[qtype] = target
+    if "f16" not in quants:
+        # f16 is the reference for verification; keep it only when asked for.
+        result.files["f16"] = f16
+    if lora and prepared.adapter_dir is not None and prepared.base_dir is not None:
+        result.lora = tools.convert_lora(prepared.adapter_dir, prepared.base_dir,
+                                         out_dir / f"{name}-lora-f16.gguf")
+
+    chat_file = result.files[_smallest(quants)]
+    modelfile = build_modelfile(chat_file.name, prepared.template, COUNSELOR_SYSTEM_PROMPT)
+    result.modelfile = out_dir / "Modelfile"
+    result.modelfile.write_text(modelfile.text)
+
+    if verify:
+        result.report = verify_files(prepared, tokenizer, result.files, modelfile, max_tokens)
+        (out_dir / "verify.json").write_text(json.dumps(result.report.to_dict(), indent=2,
+                                                        ensure_ascii=False))
+    if "f16" not in quants:
+        f16.unlink(missing_ok=True)
+        result.files.pop("f16")
+    shutil.rmtree(prepared.merged_dir, ignore_errors=True)
+    _register(name, chat_file)
+    result.seconds = time.time() - started
+    return result
+
+
+def _smallest(quants: list[str]) -> str:
+    order = ["q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_0", "q4_k_s", "q4_k_m", "q4_1",
+             "q5_0", "q5_k_s", "q5_k_m", "q5_1", "q6_k", "q8_0", "f16", "bf16", "f32"]
+    return min(quants, key=order.index)
+
+
+def _load_tokenizer(prepared: PreparedRun):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(prepared.merged_dir))
+
+
+def verify_files(prepared: PreparedRun, tokenizer, files: dict[str, Path], modelfile,
+                 max_tokens: int = 96) -> VerifyReport:
+    """Every round-trip check against the f16 file; perplexity over every file."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mindwell.inference.llamacpp import LlamaCppBackend
+
+    model = AutoModelForCausalLM.from_pretrained(
+        str(prepared.merged_dir), dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+    backend = LlamaCppBackend(files["f16"], template=prepared.template, n_ctx=2048, jinja=True,
+                              cache_prompt=False)
+    try:
+        checks = [
+            check_tokenizer(backend, tokenizer),
+            check_chat_template(backend, tokenizer, prepared.template),
+            check_bos(backend, tokenizer, prepared.template, modelfile.template),
+            check_stop_tokens(files["f16"], tokenizer, prepared.template, modelfile.stops),
+            check_generation(backend, model, tokenizer, prepared.template, max_tokens),
+        ]
+    finally:
+        backend.close()
+    checks.append(check_perplexity(model, tokenizer, files))
+    return VerifyReport(checks)
+
+
+def _register(name: str, path: Path) -> None:
+    from mindwell.models.registry import register_export
+
+    register_export(name, path)
+
+
+# --- classifiers ------------------------------------------------------------------------
+def export_classifier(prepared: PreparedRun, out_dir: Path, started: float) -> ExportResult:
+    """Merged weights for a LoRA classifier; the numpy head for an embedding-head run."""
+    from mindwell.analysis.evaluate import export_classifier_files
+
+    files = export_classifier_files(prepared.run_dir, out_dir / "classifier")
+    result = ExportResult(out_dir, files=files)
+    result.seconds = time.time() - started
+    return result

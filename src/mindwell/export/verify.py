@@ -1,0 +1,254 @@
+"""Round-trip checks: does the exported GGUF answer like the trained PyTorch model?
+
+Each check targets one way a fine-tuned model breaks after export:
+
+- tokenizer: llama.cpp's tokenizer (built from the GGUF) and the trained tokenizer give the
+  same ids on 251 fixed strings (English, Korean, emoji, code, odd whitespace).
+- chat_template: the prompt llama.cpp builds from the GGUF's template is the string the model
+  was trained on, and tokenizes to the same ids, for conversations with and without a system
+  prompt.
+- bos: every prompt path (llama.cpp's template, mindwell's own rendering, the Ollama
+  Modelfile) starts with exactly one BOS token.
+- stop_tokens: the GGUF marks the template's end-of-turn token as end of generation, and the
+  Modelfile stops on it.
+- generation: greedy replies from PyTorch and the f16 GGUF agree token for token (agreement
+  reported on the first 32 tokens), stop token included, so llama.cpp ends each reply where
+  PyTorch does with no stop strings given. A divergence passes only where PyTorch's two
+  candidate logits are closer than TIE_LOGIT_GAP (a tie that f16 arithmetic may flip).
+- perplexity: held-out text through every exported file (weights dequantized exactly as
+  llama.cpp stores them) against the PyTorch model; f16 must match, quantizations report
+  their increase.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mindwell.export.samples import (
+    CONVERSATIONS,
+    GENERATION_PROMPTS,
+    HELDOUT_TEXT,
+    tokenizer_sample,
+)
+from mindwell.inference.templates import ChatTemplate
+
+COMPARE_TOKENS = 32
+# A divergence where PyTorch's top two logits are closer than this is a tie that f16
+# rounding may legitimately flip, not an export bug.
+TIE_LOGIT_GAP = 0.05
+# f16 weights should change perplexity by well under 1 %; more means a conversion bug.
+F16_PPL_TOLERANCE = 0.01
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    summary: str
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class VerifyReport:
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def failed(self) -> list[Check]:
+        return [check for check in self.checks if not check.ok]
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "checks": [asdict(check) for check in self.checks]}
+
+
+def _first_difference(a: list[int], b: list[int]) -> int:
+    for index, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return index
+    return min(len(a), len(b))
+
+
+def check_tokenizer(backend, tokenizer) -> Check:
+    samples = tokenizer_sample()
+    mismatches = []
+    for text in samples:
+        expected = tokenizer(text)["input_ids"]
+        got = backend.tokenize(text, add_special=True)
+        if expected != got:
+            at = _first_difference(expected, got)
+            mismatches.append({"text": text, "trained": expected[at:at + 6],
+                               "gguf": got[at:at + 6], "at": at})
+    ok = not mismatches
+    summary = (f"{len(samples)}/{len(samples)} strings give identical ids" if ok else
+               f"{len(mismatches)}/{len(samples)} strings differ, e.g. {mismatches[0]['text']!r}")
+    return Check("tokenizer", ok, summary, {"strings": len(samples), "mismatches": mismatches[:10]})
+
+
+def check_chat_template(backend, tokenizer, template: ChatTemplate) -> Check:
+    problems = []
+    for conversation in CONVERSATIONS:
+        expected = template.render(conversation, add_generation_prompt=True, with_bos=False)
+        built = backend.apply_gguf_template(conversation)
+        expected_ids = tokenizer(
+            template.render(conversation, add_generation_prompt=True, with_bos=True),
+            add_special_tokens=False,
+        )["input_ids"]
+        built_ids = backend.tokenize(built, add_special=True)
+        if built != expected or built_ids != expected_ids:
+            problems.append({"conversation": conversation, "expected": expected, "gguf": built,
+                             "ids_equal": built_ids == expected_ids})
+    ok = not problems
+    summary = (f"{len(CONVERSATIONS)} conversations format identically" if ok else
+               f"{len(problems)}/{len(CONVERSATIONS)} conversations format differently; "
+               f"expected {problems[0]['expected'][:60]!r}, llama.cpp built "
+               f"{problems[0]['gguf'][:60]!r}")
+    return Check("chat_template", ok, summary, {"problems": problems[:3]})
+
+
+def check_bos(backend, tokenizer, template: ChatTemplate, modelfile_template: str) -> Check:
+    bos_id = tokenizer.bos_token_id
+    bos_text = tokenizer.bos_token or ""
+    conversation = CONVERSATIONS[1]
+    paths = {
+        "llama.cpp template": backend.tokenize(backend.apply_gguf_template(conversation)),
+        "mindwell prompt": backend.tokenize(backend.render(conversation)),
+    }
+    problems = []
+    for name, ids in paths.items():
+        count = 0
+        while count < len(ids) and ids[count] == bos_id:
+            count += 1
+        if count != 1:
+            problems.append(f"{name} starts with {count} BOS tokens")
+    if bos_text and bos_text in modelfile_template:
+        problems.append(f"the Modelfile TEMPLATE writes {bos_text} although Ollama adds it")
+    ok = not problems
+    return Check("bos", ok, "one BOS on every prompt path" if ok else "; ".join(problems),
+                 {"bos_id": bos_id, "paths": [*list(paths), "Modelfile"]})
+
+
+def check_stop_tokens(gguf_path: Path, tokenizer, template: ChatTemplate,
+                      modelfile_stops: list[str]) -> Check:
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(gguf_path)).fields
+    tokens = fields["tokenizer.ggml.tokens"].contents()
+    stop_text = template.stop[0]
+    stop_id = tokenizer.convert_tokens_to_ids(stop_text)
+    declared = {key: fields[key].contents() for key in
+                ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id") if key in fields}
+    problems = []
+    if stop_id not in declared.values():
+        shown = {k.split(".")[-1]: f"{tokens[v]!r} ({v})" for k, v in declared.items()}
+        problems.append(f"the template ends turns with {stop_text!r} ({stop_id}) but the GGUF "
+                        f"declares {shown}")
+    if stop_text not in modelfile_stops:
+        problems.append(f"the Modelfile does not stop on {stop_text!r}")
+    ok = not problems
+    return Check("stop_tokens", ok,
+                 f"{stop_text!r} ({stop_id}) ends generation in the GGUF and the Modelfile"
+                 if ok else "; ".join(problems), {"declared": declared, "stop_id": stop_id})
+
+
+def check_generation(backend, model, tokenizer, template: ChatTemplate,
+                     max_tokens: int = 96) -> Check:
+    import torch
+
+    stop_ids = [tokenizer.convert_tokens_to_ids(t) for t in template.stop_strings]
+    stop_ids = [i for i in stop_ids if isinstance(i, int) and i >= 0]
+    rows = []
+    for prompt in GENERATION_PROMPTS:
+        messages = [{"role": "user", "content": prompt}]
+        ids = tokenizer(template.render(messages, with_bos=True), add_special_tokens=False,
+                        return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            out = model.generate(
+                ids, max_new_tokens=max_tokens, do_sample=False, eos_token_id=stop_ids,
+                pad_token_id=tokenizer.pad_token_id, output_scores=True,
+                return_dict_in_generate=True, repetition_penalty=1.0,
+                temperature=None, top_p=None, top_k=None,
+            )
+        # Both sequences keep their final stop token, so "ends where PyTorch ends" is part
+        # of the token-for-token comparison.
+        reference = out.sequences[0, ids.shape[1]:].tolist()
+        ref_stopped = bool(reference) and reference[-1] in stop_ids
+        got, finish = backend.greedy_tokens(backend.render(messages), max_tokens)
+        at = _first_difference(reference, got)
+        identical = at == len(reference) == len(got)
+        gap = None
+        if not identical and at < len(reference) and at < len(got):
+            scores = out.scores[at][0]
+            gap = float(abs(scores[reference[at]] - scores[got[at]]))
+        tie = gap is not None and gap < TIE_LOGIT_GAP
+        window = min(COMPARE_TOKENS, len(reference))
+        rows.append({
+            "prompt": prompt, "agreement": round(min(at, window) / window, 3) if window else 1.0,
+            "compared": window, "first_difference": None if identical else at,
+            "logit_gap_at_difference": None if gap is None else round(gap, 4),
+            "pytorch_tokens": len(reference), "pytorch_stopped": ref_stopped,
+            "llama_tokens": len(got), "llama_stop_type": finish,
+            "ok": identical or tie,
+        })
+    ok = all(row["ok"] for row in rows)
+    mean = sum(row["agreement"] for row in rows) / len(rows)
+    stopped = sum(row["pytorch_stopped"] for row in rows)
+    summary = (f"greedy agreement {mean:.0%} over the first {COMPARE_TOKENS} tokens of "
+               f"{len(rows)} replies; {stopped}/{len(rows)} end on the stop token before "
+               f"{max_tokens} tokens")
+    if not ok:
+        bad = next(row for row in rows if not row["ok"])
+        summary += (f"; {bad['prompt']!r} differs at token {bad['first_difference']} (PyTorch "
+                    f"{bad['pytorch_tokens']} tokens, stopped={bad['pytorch_stopped']}; "
+                    f"llama.cpp {bad['llama_tokens']}, {bad['llama_stop_type']}; logit gap "
+                    f"{bad['logit_gap_at_difference']})")
+    return Check("generation", ok, summary,
+                 {"mean_agreement": round(mean, 3), "ended_on_stop": stopped, "rows": rows})
+
+
+def perplexity(model, tokenizer, texts: list[str]) -> float:
+    import torch
+
+    total, count = 0.0, 0
+    for text in texts:
+        ids = tokenizer(text, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            loss = model(ids, labels=ids).loss.item()
+        total += loss * (ids.shape[1] - 1)
+        count += ids.shape[1] - 1
+    return math.exp(total / count)
+
+
+def load_gguf_weights(path: Path, config=None):
+    """A transformers model with the GGUF's weights dequantized (values exactly as stored),
+    on the trained model's config so only the weights differ."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, config=config, dtype=torch.float32,
+        attn_implementation="eager",
+    )
+    return model.eval()
+
+
+def check_perplexity(model, tokenizer, files: dict[str, Path],
+                     texts: list[str] | None = None) -> Check:
+    texts = texts or HELDOUT_TEXT
+    reference = perplexity(model, tokenizer, texts)
+    rows = {"pytorch": {"perplexity": round(reference, 4), "increase_pct": 0.0}}
+    for qtype, path in files.items():
+        value = perplexity(load_gguf_weights(path, model.config), tokenizer, texts)
+        rows[qtype] = {"perplexity": round(value, 4),
+                       "increase_pct": round(100 * (value / reference - 1), 2)}
+    problems = [q for q in ("f16", "f32", "bf16") if q in rows
+                and abs(rows[q]["increase_pct"]) > 100 * F16_PPL_TOLERANCE]
+    summary = ", ".join(f"{q} {r['perplexity']:.3f} ({r['increase_pct']:+.2f} %)"
+                        for q, r in rows.items())
+    if problems:
+        summary = (f"{problems[0]} perplexity differs from PyTorch by more than "
+                   f"{F16_PPL_TOLERANCE:.0%}: " + summary)
+    return Check("perplexity", not problems, summary, {"texts": len(texts), "rows": rows})
