@@ -167,3 +167,22 @@ def test_an_adapter_whose_base_is_missing_is_a_clear_error(tmp_path):
         json.dumps({"base_model_name_or_path": str(tmp_path / "gone")}))
     with pytest.raises(MindwellError, match="gone"):
         export_run(tmp_path / "run", tmp_path / "out", ["f16"])
+
+
+def test_a_lora_classifier_exports_merged_and_predicts_like_the_run(tmp_path):
+    import numpy as np
+
+    from mindwell.analysis.evaluate import load_classifier
+
+    run = tmp_path / "classify-run"
+    train(load_recipe(ROOT / "configs" / "tiny-classify.yaml",
+                      [f"output_dir={run}", "max_steps=5", "eval_steps=1000",
+                       "save_steps=1000"]))
+    result = export_run(run, tmp_path / "out")
+    exported_dir = result.files["classifier"]
+    assert (exported_dir / "mindwell_classifier.json").exists()
+    assert not (exported_dir / "adapter_config.json").exists()  # merged: no PEFT needed
+    texts = ["I feel hopeless", "What a lovely day", "요즘 너무 힘들어요"]
+    before, after = load_classifier(str(run)), load_classifier(str(exported_dir))
+    assert before.labels == after.labels
+    np.testing.assert_allclose(before.predict_proba(texts), after.predict_proba(texts), atol=1e-4)

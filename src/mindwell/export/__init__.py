@@ -1,0 +1,1 @@
+"""mindwell export: trained runs to GGUF, Ollama and fast classifiers, verified."""
