@@ -513,6 +513,8 @@ def export(
     verify: Annotated[bool, typer.Option(help="Run the round-trip checks (verify.json).")] = True,
     lora: Annotated[bool, typer.Option(help="Also write the adapter as a LoRA GGUF.")] = True,
     name: Annotated[str | None, typer.Option(help="Model name (default: run folder).")] = None,
+    max_tokens: Annotated[int, typer.Option(
+        help="Longest greedy reply compared in the generation check.")] = 256,
 ) -> None:
     """Merge, convert to GGUF, quantize, write an Ollama Modelfile, and verify the round trip.
 
@@ -521,7 +523,8 @@ def export(
     from mindwell.export.exporter import export_run
     from mindwell.export.report import print_result
 
-    result = export_run(run_dir, out, quant.split(","), verify=verify, lora=lora, name=name)
+    result = export_run(run_dir, out, quant.split(","), verify=verify, lora=lora, name=name,
+                        max_tokens=max_tokens)
     ok = print_result(result)
     if not ok:
         raise typer.Exit(1)

@@ -72,7 +72,7 @@ def _parameter_count(merged_dir: Path) -> int:
 
 def export_run(run_dir: Path, out_dir: Path, quants: list[str] | None = None,
                verify: bool = True, lora: bool = True, name: str | None = None,
-               max_tokens: int = 96) -> ExportResult:
+               max_tokens: int = 256) -> ExportResult:
     started = time.time()
     quants = tools.check_types(quants or DEFAULT_QUANTS)
     out_dir = Path(out_dir)
@@ -133,13 +133,19 @@ def _smallest(quants: list[str]) -> str:
 
 
 def _load_tokenizer(prepared: PreparedRun):
+    """The tokenizer the run trained with, from the run itself: the merged folder also holds
+    added_tokens.json for the converter, which transformers would read as new tokens."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(prepared.merged_dir))
+    for source in (prepared.adapter_dir, prepared.model_dir, prepared.base_dir):
+        if source is not None and (Path(source) / "tokenizer_config.json").exists():
+            return AutoTokenizer.from_pretrained(str(source))
+    raise MindwellError(f"{prepared.run_dir} holds no tokenizer (tokenizer_config.json).",
+                        "Re-run training; mindwell saves the tokenizer beside the adapter.")
 
 
 def verify_files(prepared: PreparedRun, tokenizer, files: dict[str, Path], modelfile,
-                 max_tokens: int = 96) -> VerifyReport:
+                 max_tokens: int = 256) -> VerifyReport:
     """Every round-trip check against the f16 file; perplexity over every file."""
     import torch
     from transformers import AutoModelForCausalLM

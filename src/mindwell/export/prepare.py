@@ -28,6 +28,7 @@ class PreparedRun:
     run_dir: Path
     task: str  # "sft" or "classify"
     adapter_dir: Path | None  # None when the run saved a whole model
+    model_dir: Path | None  # what was loaded: the adapter or the whole model
     base: ResolvedModel | None
     base_dir: Path | None  # the base as a Hugging Face checkpoint directory
     merged_dir: Path
@@ -95,8 +96,8 @@ def prepare_run(run_dir: Path, work_dir: Path) -> PreparedRun:
         if not (run_dir / "adapter").is_dir():
             raise MindwellError(f"{run_dir} has no adapter/ directory.",
                                 "Pass the output_dir of a finished classify run.")
-        return PreparedRun(run_dir, task, run_dir / "adapter", None, None, merged_dir, None,
-                           run_dir.name)
+        return PreparedRun(run_dir, task, run_dir / "adapter", None, None, None, merged_dir,
+                           None, run_dir.name)
     adapter_dir, model_dir = find_adapter(run_dir)
     base = base_dir = None
     if adapter_dir is not None:
@@ -113,8 +114,8 @@ def prepare_run(run_dir: Path, work_dir: Path) -> PreparedRun:
     model.save_pretrained(merged_dir)
     tokenizer.save_pretrained(merged_dir)
     write_sentencepiece_files(merged_dir, [model_dir, *( [base_dir] if base_dir else [])], base)
-    return PreparedRun(run_dir, task, adapter_dir, base, base_dir, merged_dir, template,
-                       run_dir.name)
+    return PreparedRun(run_dir, task, adapter_dir, model_dir, base, base_dir, merged_dir,
+                       template, run_dir.name)
 
 
 def write_sentencepiece_files(

@@ -155,7 +155,7 @@ def check_stop_tokens(gguf_path: Path, tokenizer, template: ChatTemplate,
 
 
 def check_generation(backend, model, tokenizer, template: ChatTemplate,
-                     max_tokens: int = 96) -> Check:
+                     max_tokens: int = 256) -> Check:
     import torch
 
     stop_ids = [tokenizer.convert_tokens_to_ids(t) for t in template.stop_strings]
