@@ -461,6 +461,24 @@ def eval_classifier(
     console.print(f"Report, per-class tables and plots: {report}", highlight=False)
 
 
+@eval_app.command("fer")
+def eval_fer(
+    data: Annotated[Path, typer.Option(help="FER-2013 style manifest CSV (path,label).")],
+    out: Annotated[Path, typer.Option(help="Directory for the report.")] = Path("runs/eval-fer"),
+    limit: Annotated[int | None, typer.Option(min=1, help="Use the first N rows.")] = None,
+) -> None:
+    """Accuracy, macro F1, per-class table and confusion matrix of the face emotion model.
+
+    Example: mindwell eval fer --data ../shared/data/fer2013/private_test_manifest.csv
+    """
+    from mindwell.vision.evaluate import evaluate_fer
+
+    report, _ = evaluate_fer(data, out, limit)
+    console = Console()
+    console.print(report.read_text().split("\n## ")[0], highlight=False)
+    console.print(f"Report, per-class table and plots: {report}", highlight=False)
+
+
 @eval_app.command("generation")
 def eval_generation(
     model: Annotated[list[str], typer.Option(help="Chat model (registry name, GGUF, checkpoint "
@@ -502,6 +520,36 @@ def eval_generation(
     console = Console()
     console.print(report.read_text().split("\n## ")[0], highlight=False)
     console.print(f"Report with sample replies: {report}", highlight=False)
+
+
+@app.command("analyze-face")
+def analyze_face(
+    image: Annotated[Path, typer.Argument(help="A JPEG/PNG image (a photo or a webcam frame).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    cropped: Annotated[bool, typer.Option(help="The image is already one face.")] = False,
+) -> None:
+    """Every face in an image with its box and its top three emotions.
+
+    Example: mindwell analyze-face selfie.jpg --json
+    """
+    import json
+
+    from mindwell.vision.faces import FaceAnalyzer, load_image
+
+    frame = load_image(image)
+    faces = FaceAnalyzer().analyze(frame, cropped=cropped)
+    if as_json:
+        print(json.dumps({"faces": [face.to_dict() for face in faces]}))
+        return
+    console = Console()
+    if not faces:
+        console.print("No face found in the image (try a brighter, frontal photo, or "
+                      "--cropped if it is already a face).")
+        return
+    for number, face in enumerate(faces, 1):
+        top = ", ".join(f"{emotion} {p:.0%}" for emotion, p in face.top3)
+        console.print(f"face {number} at x={face.box[0]} y={face.box[1]} "
+                      f"{face.box[2]}x{face.box[3]}: {top}", highlight=False)
 
 
 @app.command()

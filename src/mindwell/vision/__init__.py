@@ -1,0 +1,1 @@
+"""Faces: detection and 7-class emotion, offline (extra: pip install 'mindwell[vision]')."""

@@ -1,0 +1,65 @@
+"""`mindwell eval fer`: the face emotion model on a FER-2013 manifest (path,label per row).
+
+FER-2013 images are already 48x48 grey face crops, so they go straight to the emotion
+network (no detection), as every published FER-2013 number does. The report reuses the
+classifier report: accuracy, weighted and macro F1, per-class table, confusion matrix and
+calibration.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from mindwell.analysis.evaluate import Classifier, score, write_report
+from mindwell.errors import MindwellError
+from mindwell.vision.faces import EMOTIONS, FaceAnalyzer, load_image
+
+# Published anchors on the FER-2013 private test set.
+ANCHORS = {"best single network (Khaireddin & Chen 2021)": 0.733,
+           "typical small CNN": 0.655}
+
+
+def read_manifest(path: Path, limit: int | None = None) -> tuple[list[Path], list[str]]:
+    path = Path(path)
+    if not path.exists():
+        raise MindwellError(f"Manifest not found: {path}",
+                            "Pass a CSV with columns path,label (paths relative to it).")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"path", "label"} - set(reader.fieldnames or [])
+        if missing:
+            raise MindwellError(f"{path} lacks the column(s) {', '.join(sorted(missing))}.",
+                                "The manifest needs a header row: path,label")
+        rows = list(reader)[:limit] if limit else list(reader)
+    unknown = sorted({row["label"] for row in rows} - set(EMOTIONS))
+    if unknown:
+        raise MindwellError(f"{path} has labels the model does not know: {unknown}.",
+                            f"Use FER-2013's labels: {', '.join(EMOTIONS)}.")
+    return [path.parent / row["path"] for row in rows], [row["label"] for row in rows]
+
+
+def face_classifier(analyzer: FaceAnalyzer | None = None) -> Classifier:
+    analyzer = analyzer or FaceAnalyzer()
+
+    def predict(paths: list[Path]) -> np.ndarray:
+        out = []
+        for path in paths:
+            emotions = analyzer.analyze(load_image(path), cropped=True)[0].emotions
+            out.append([emotions[label] for label in EMOTIONS])
+        return np.array(out)
+
+    return Classifier("fer-tflite", EMOTIONS, predict)
+
+
+def evaluate_fer(manifest: Path, out_dir: Path, limit: int | None = None) -> tuple[Path, dict]:
+    paths, truth = read_manifest(manifest, limit)
+    classifier = face_classifier()
+    result = score(classifier, paths, truth)
+    report = write_report({classifier.name: (classifier, result)}, str(manifest), out_dir)
+    lines = ["", "Published anchors on the FER-2013 private test set:"]
+    lines += [f"- {name}: accuracy {value:.1%}" for name, value in ANCHORS.items()]
+    report.write_text(report.read_text() + "\n".join(lines) + "\n")
+    return report, result
