@@ -134,6 +134,23 @@ def models_verify() -> None:
         raise typer.Exit(1)
 
 
+class _Tee:
+    """Writes through to a stream and keeps a copy (the reply, for --voice-out)."""
+
+    def __init__(self, stream) -> None:
+        self._stream, self._parts = stream, []
+
+    def write(self, text: str) -> int:
+        self._parts.append(text)
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def text(self) -> str:
+        return "".join(self._parts)
+
+
 @app.command()
 def chat(
     model: Annotated[
@@ -171,6 +188,13 @@ def chat(
     system_prompt: Annotated[
         str | None, typer.Option(help="Replace the counselor system prompt.")
     ] = None,
+    voice_in: Annotated[
+        Path | None, typer.Option(help="Say the message as audio: transcribe this file and "
+                                       "answer it once (needs the voice extra).")
+    ] = None,
+    voice_out: Annotated[
+        Path | None, typer.Option(help="Also speak the reply into this WAV file.")
+    ] = None,
 ) -> None:
     """Talk with the counselor in the terminal; replies stream as they are written.
 
@@ -182,6 +206,11 @@ def chat(
     from mindwell.models.registry import DEFAULT_CHAT_MODEL
 
     sampling = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+    if voice_in is not None:
+        from mindwell.voice.speech import Transcriber
+
+        once = Transcriber().transcribe(voice_in).text
+        err_console.print(f"[dim]heard: {once or '(nothing)'}[/dim]", highlight=False)
     with load_backend(
         model, backend, url=url, template=template, n_ctx=ctx_size, threads=threads,
         api_key=api_key,
@@ -190,7 +219,13 @@ def chat(
             loaded, system_prompt or COUNSELOR_SYSTEM_PROMPT, sampling=sampling, locale=locale
         )
         if once is not None:
-            code = run_once(session, once)
+            reply = _Tee(sys.stdout)
+            code = run_once(session, once, out=reply)
+            if voice_out is not None and reply.text().strip():
+                from mindwell.voice.speech import Speaker
+
+                speech = Speaker().speak(reply.text(), voice_out)
+                err_console.print(f"[dim]spoken to {speech.path}[/dim]", highlight=False)
         else:
             code = run_interactive(session, f"{model or DEFAULT_CHAT_MODEL} on {loaded.name}")
     raise typer.Exit(code)
@@ -520,6 +555,45 @@ def eval_generation(
     console = Console()
     console.print(report.read_text().split("\n## ")[0], highlight=False)
     console.print(f"Report with sample replies: {report}", highlight=False)
+
+
+@app.command()
+def transcribe(
+    audio: Annotated[Path, typer.Argument(help="An audio file (WAV, MP3, FLAC, OGG, M4A).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Speech to text, offline (Whisper tiny.en, English).
+
+    Example: mindwell transcribe diary-entry.wav
+    """
+    import json
+
+    from mindwell.voice.speech import Transcriber
+
+    transcript = Transcriber().transcribe(audio)
+    if as_json:
+        print(json.dumps(transcript.to_dict(), ensure_ascii=False))
+    elif transcript.text:
+        print(transcript.text)
+    else:
+        err_console.print("No speech found in the audio.")
+
+
+@app.command()
+def speak(
+    text: Annotated[str, typer.Argument(help="What to say.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="WAV file to write.")] = Path(
+        "speech.wav"),
+    language: Annotated[str, typer.Option(help="en uses Piper; others espeak-ng (ko).")] = "en",
+) -> None:
+    """Text to speech into a WAV file, offline.
+
+    Example: mindwell speak "Take a slow breath with me." -o breath.wav
+    """
+    from mindwell.voice.speech import Speaker
+
+    speech = Speaker().speak(text, out, language=language)
+    print(f"{speech.path} ({speech.audio_seconds:.1f} s of audio, {speech.engine})")
 
 
 @app.command("analyze-face")

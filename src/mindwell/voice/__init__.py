@@ -1,0 +1,1 @@
+"""Voice, offline: speech to text (Whisper tiny.en) and text to speech (Piper, espeak-ng)."""
