@@ -93,7 +93,8 @@ def main() -> None:
                 audio_seconds += speech.audio_seconds
             rows.append([engine + (" (baseline)" if engine == "espeak" else ""),
                          len(SENTENCES), f"{errors / total:.1%}", f"{audio_seconds:.0f}",
-                         f"{tts_seconds / audio_seconds:.3f}", f"{stt_seconds / audio_seconds:.3f}"])
+                         f"{tts_seconds / audio_seconds:.3f}",
+                         f"{stt_seconds / audio_seconds:.3f}"])
     body = table(["speech from", "utterances", "Whisper tiny.en WER", "audio s",
                   "synthesis RTF", "transcription RTF"], rows)
     body += (f"\n\nTranscription with {args.threads} threads, int8. RTF below 1 is faster than "
