@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -195,6 +196,11 @@ def chat(
     voice_out: Annotated[
         Path | None, typer.Option(help="Also speak the reply into this WAV file.")
     ] = None,
+    webcam: Annotated[
+        str | None, typer.Option(help="Opt in to face snapshots every few seconds from this "
+                                      "camera index (0) or video file; only emotion labels "
+                                      "are kept, never images.")
+    ] = None,
 ) -> None:
     """Talk with the counselor in the terminal; replies stream as they are written.
 
@@ -218,6 +224,15 @@ def chat(
         session = ChatSession(
             loaded, system_prompt or COUNSELOR_SYSTEM_PROMPT, sampling=sampling, locale=locale
         )
+        timeline = None
+        if webcam is not None:
+            from mindwell.vision.webcam import FaceTimeline
+
+            source = int(webcam) if webcam.isdigit() else webcam
+            timeline = FaceTimeline(source).start()
+            if once is not None:
+                time.sleep(0.5)  # one snapshot before a single answer
+            session.context = timeline.summary
         if once is not None:
             reply = _Tee(sys.stdout)
             code = run_once(session, once, out=reply)
@@ -228,6 +243,8 @@ def chat(
                 err_console.print(f"[dim]spoken to {speech.path}[/dim]", highlight=False)
         else:
             code = run_interactive(session, f"{model or DEFAULT_CHAT_MODEL} on {loaded.name}")
+        if timeline is not None:
+            timeline.stop()
     raise typer.Exit(code)
 
 

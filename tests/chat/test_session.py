@@ -93,3 +93,15 @@ def test_reset_clears_the_conversation(tiny_session):
     "".join(tiny_session.ask("hello").pieces)
     tiny_session.reset()
     assert tiny_session.history == []
+
+
+
+def test_per_turn_context_rides_with_the_message(tiny_session):
+    tiny_session.context = lambda: "their face looked mostly sad in the last minute"
+    turn = tiny_session.ask("I had a long day.")
+    "".join(turn.pieces)
+    sent = tiny_session.history[-2]["content"]
+    assert sent.startswith("I had a long day.") and "mostly sad" in sent
+    tiny_session.context = lambda: ""
+    "".join(tiny_session.ask("Thanks.").pieces)
+    assert tiny_session.history[-2]["content"] == "Thanks."

@@ -115,3 +115,48 @@ def test_manifest_problems_are_named(tmp_path):
     odd.write_text("path,label\na.png,contempt\n")
     with pytest.raises(MindwellError, match="contempt"):
         read_manifest(odd)
+
+
+def _astronaut_bgr():
+    pytest.importorskip("skimage")
+    import cv2
+    from skimage import data
+
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+def test_a_real_photo_the_astronaut_smiles(analyzer):
+    faces = analyzer.analyze(_astronaut_bgr())
+    assert len(faces) == 1
+    x, y, w, h = faces[0].box
+    assert 150 < x < 210 and 40 < y < 100 and 70 < w < 130 and w == h
+    assert faces[0].top3[0][0] == "happy"
+
+
+def test_webcam_timeline_keeps_labels_only_and_summarises(analyzer, tmp_path):
+    import cv2
+
+    from mindwell.vision.webcam import FaceTimeline
+
+    video = tmp_path / "session.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (512, 512))
+    for _ in range(4):
+        writer.write(_astronaut_bgr())
+    writer.write(np.full((512, 512, 3), 40, np.uint8))  # the person stepped away
+    writer.release()
+    timeline = FaceTimeline(str(video), interval=0.0, analyzer=analyzer).start()
+    timeline._thread.join(timeout=30)
+    timeline.stop()
+    assert len(timeline.snapshots) == 5
+    assert [s.top3[0][0] for s in list(timeline.snapshots)[:4]] == ["happy"] * 4
+    assert timeline.snapshots[-1].top3 == []
+    assert "mostly happy (4 of 4 webcam snapshots)" in timeline.summary()
+    assert set(timeline.snapshots[0].to_dict()) == {"time", "top3"}  # no pixels kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session.avi"]  # nothing written
+
+
+def test_a_missing_camera_is_a_clear_error(analyzer, tmp_path):
+    from mindwell.vision.webcam import FaceTimeline
+
+    with pytest.raises(MindwellError, match="Cannot open"):
+        FaceTimeline(str(tmp_path / "no-camera.avi"), analyzer=analyzer).start()

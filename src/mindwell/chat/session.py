@@ -53,6 +53,8 @@ class ChatSession:
         self.locale = locale
         self.max_message_chars = max_message_chars
         self.history: list[Message] = []  # user/assistant turns, without the system prompt
+        # Optional per-turn context (the webcam's face summary), added to the user message.
+        self.context: Callable[[], str] | None = None
         self.dropped_turns = 0
         self.guardrail = OutputGuardrail()
         self.crisis_mode = False
@@ -105,7 +107,11 @@ class ChatSession:
             self.crisis_step += 1
             return self._fixed_turn(text, risk, notices, reply)
 
-        messages = self._fit([*self.history, {"role": "user", "content": text}], notices)
+        content = text
+        extra = self.context() if self.context else ""
+        if extra:  # e.g. the webcam summary; it travels with this message only
+            content = f"{text}\n\n({extra})"
+        messages = self._fit([*self.history, {"role": "user", "content": content}], notices)
         return Turn(text, risk, self._stream_and_remember(messages, korean), notices)
 
     def _fixed_turn(self, text: str, risk: RiskAssessment, notices: list[str], reply: str,
