@@ -54,7 +54,7 @@ def test_tiny_export_writes_every_file_and_passes_every_check(exported):
     assert result.report.ok, [c.summary for c in result.report.failed()]
     names = [check.name for check in result.report.checks]
     assert names == ["tokenizer", "chat_template", "bos", "stop_tokens", "generation",
-                     "perplexity"]
+                     "lora", "perplexity"]
     assert set(result.files) == {"f16", "q8_0"}
     for path in [*result.files.values(), result.lora, result.modelfile]:
         assert path.exists() and path.stat().st_size > 0
@@ -62,6 +62,7 @@ def test_tiny_export_writes_every_file_and_passes_every_check(exported):
     assert saved["ok"] is True
     tokenizer_check = saved["checks"][0]
     assert tokenizer_check["details"]["strings"] >= 200
+    assert saved["checks"][5]["details"]["mean_agreement"] >= 0.9  # base + LoRA GGUF
     rows = saved["checks"][-1]["details"]["rows"]
     assert {"pytorch", "f16", "q8_0"} <= set(rows)
     assert abs(rows["f16"]["increase_pct"]) < 1.0

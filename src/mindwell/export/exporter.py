@@ -45,7 +45,8 @@ class ExportResult:
 
 def _check_disk(out_dir: Path, parameters: int, quants: list[str]) -> None:
     bytes_per = {"f32": 4, "f16": 2, "bf16": 2, "q8_0": 1.07}
-    need = parameters * (4 + 2 + sum(bytes_per.get(q, 0.7) for q in quants)) * 1.1
+    # merged fp32 + f16 reference + each type + a temporary f16 base for the LoRA check
+    need = parameters * (4 + 2 + 2 + sum(bytes_per.get(q, 0.7) for q in quants)) * 1.1
     free = shutil.disk_usage(out_dir).free
     if free < need:
         raise MindwellError(
@@ -115,6 +116,9 @@ def export_run(run_dir: Path, out_dir: Path, quants: list[str] | None = None,
 
     if verify:
         result.report = verify_files(prepared, tokenizer, result.files, modelfile, max_tokens)
+        if result.lora is not None:
+            result.report.checks.insert(-1, verify_lora(prepared, result.files["f16"],
+                                                        result.lora, out_dir))
         (out_dir / "verify.json").write_text(json.dumps(result.report.to_dict(), indent=2,
                                                         ensure_ascii=False))
     if "f16" not in quants:
@@ -169,6 +173,33 @@ def verify_files(prepared: PreparedRun, tokenizer, files: dict[str, Path], model
         backend.close()
     checks.append(check_perplexity(model, tokenizer, files))
     return VerifyReport(checks)
+
+
+def verify_lora(prepared: PreparedRun, merged_f16: Path, lora: Path, out_dir: Path):
+    """Convert the base to f16 once (temporarily) and compare base + LoRA with the merge."""
+    import tempfile
+
+    from mindwell.export.prepare import write_sentencepiece_files
+    from mindwell.export.verify import check_lora
+    from mindwell.inference.llamacpp import LlamaCppBackend
+
+    with tempfile.TemporaryDirectory(dir=out_dir) as folder:
+        base_copy = Path(folder) / "base"
+        base_copy.mkdir()
+        for item in Path(prepared.base_dir).iterdir():
+            (base_copy / item.name).symlink_to(item.resolve())
+        if not (base_copy / "tokenizer.model").exists():
+            write_sentencepiece_files(base_copy, [], prepared.base)
+        base_f16 = tools.convert_checkpoint(base_copy, Path(folder) / "base-f16.gguf", "f16")
+        merged = LlamaCppBackend(merged_f16, template=prepared.template, n_ctx=1024,
+                                 cache_prompt=False)
+        adapted = LlamaCppBackend(base_f16, template=prepared.template, n_ctx=1024,
+                                  cache_prompt=False, lora=lora)
+        try:
+            return check_lora(merged, adapted)
+        finally:
+            merged.close()
+            adapted.close()
 
 
 def _register(name: str, path: Path) -> None:

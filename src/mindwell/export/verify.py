@@ -15,6 +15,8 @@ Each check targets one way a fine-tuned model breaks after export:
   reported on the first 32 tokens), stop token included, so llama.cpp ends each reply where
   PyTorch does with no stop strings given. A divergence passes only where PyTorch's two
   candidate logits are closer than TIE_LOGIT_GAP (a tie that f16 arithmetic may flip).
+- lora: the LoRA GGUF applied to the base (as llama.cpp's ``--lora`` does) decodes like the
+  merged file.
 - perplexity: held-out text through every exported file (weights dequantized exactly as
   llama.cpp stores them) against the PyTorch model; f16 must match, quantizations report
   their increase.
@@ -207,6 +209,26 @@ def check_generation(backend, model, tokenizer, template: ChatTemplate,
                     f"{bad['logit_gap_at_difference']})")
     return Check("generation", ok, summary,
                  {"mean_agreement": round(mean, 3), "ended_on_stop": stopped, "rows": rows})
+
+
+def check_lora(merged_backend, adapted_backend, max_tokens: int = 64) -> Check:
+    """The LoRA GGUF on the base GGUF decodes like the merged file (greedy, llama.cpp both)."""
+    rows = []
+    for prompt in GENERATION_PROMPTS:
+        messages = [{"role": "user", "content": prompt}]
+        merged, _ = merged_backend.greedy_tokens(merged_backend.render(messages), max_tokens)
+        adapted, _ = adapted_backend.greedy_tokens(adapted_backend.render(messages), max_tokens)
+        at = _first_difference(merged, adapted)
+        window = min(COMPARE_TOKENS, len(merged)) or 1
+        rows.append({"prompt": prompt, "agreement": round(min(at, window) / window, 3),
+                     "first_difference": None if merged == adapted else at})
+    mean = sum(row["agreement"] for row in rows) / len(rows)
+    # Base + adapter adds the low-rank product at run time instead of baking it into f16
+    # weights, so late ties may flip; the first 32 tokens must agree on average.
+    ok = mean >= 0.9
+    return Check("lora", ok, f"base + LoRA GGUF vs merged: greedy agreement {mean:.0%} over "
+                 f"the first {COMPARE_TOKENS} tokens of {len(rows)} replies",
+                 {"mean_agreement": round(mean, 3), "rows": rows})
 
 
 def perplexity(model, tokenizer, texts: list[str]) -> float:

@@ -57,6 +57,7 @@ class LlamaCppBackend(Backend):
         batch_threads: int | None = None,
         cache_prompt: bool = True,
         jinja: bool = False,
+        lora: Path | None = None,
     ) -> None:
         super().__init__()
         import xllamacpp
@@ -88,6 +89,8 @@ class LlamaCppBackend(Backend):
         # The GGUF's own Jinja template, for checking exported files (mindwell renders
         # prompts itself for chat).
         params.use_jinja = jinja
+        if lora is not None:  # a LoRA GGUF applied on top of this (base) model
+            params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(lora), 1.0)]
         try:
             self._server = xllamacpp.Server(params)
         except Exception as err:  # the binding raises bare RuntimeErrors on load failure
