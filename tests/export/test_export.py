@@ -129,12 +129,12 @@ def test_a_doubled_or_missing_bos_fails_the_bos_check(exported, tokenizer, tmp_p
                                target=tmp_path / f"{fault}-bos.gguf")
     backend = _backend(planted)
     try:
-        check = check_bos(backend, tokenizer, GEMMA, "")
+        check = check_bos(backend, tokenizer, "")
     finally:
         backend.close()
     assert not check.ok
     assert ("starts with 2 BOS" if fault == "doubled" else "starts with 0 BOS") in check.summary
-    assert not check_bos(_backend(exported[1].files["f16"]), tokenizer, GEMMA, "<bos>hi").ok
+    assert not check_bos(_backend(exported[1].files["f16"]), tokenizer, "<bos>hi").ok
 
 
 def test_tokenizer_sample_is_wide():

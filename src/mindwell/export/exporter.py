@@ -10,6 +10,7 @@ exports its merged weights for the analysis code instead.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -63,11 +64,7 @@ def _parameter_count(merged_dir: Path) -> int:
     for path in merged_dir.glob("*.safetensors"):
         with safe_open(str(path), "np") as handle:
             for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                shape = handle.get_slice(key).get_shape()
-                count = 1
-                for dim in shape:
-                    count *= dim
-                total += count
+                total += math.prod(handle.get_slice(key).get_shape())
     return total
 
 
@@ -88,10 +85,10 @@ def export_run(run_dir: Path, out_dir: Path, quants: list[str] | None = None,
     result = ExportResult(out_dir)
     f16 = out_dir / f"{name}-f16.gguf"
     tools.convert_checkpoint(prepared.merged_dir, f16, "f16")
-    tokenizer = _load_tokenizer(prepared)
+    tokenizer = prepared.tokenizer
     stop_id = tokenizer.convert_tokens_to_ids(prepared.template.stop[0])
     stamp(f16, prepared.template, stop_id, name)
-    result.files["f16"] = f16
+    result.files["f16"] = f16  # the reference for verification; kept only when asked for
     for qtype in quants:
         if qtype == "f16":
             continue
@@ -102,9 +99,6 @@ def export_run(run_dir: Path, out_dir: Path, quants: list[str] | None = None,
         else:
             tools.quantize(f16, target, qtype)  # metadata is copied from the stamped f16
         result.files[qtype] = target
-    if "f16" not in quants:
-        # f16 is the reference for verification; keep it only when asked for.
-        result.files["f16"] = f16
     if lora and prepared.adapter_dir is not None and prepared.base_dir is not None:
         result.lora = tools.convert_lora(prepared.adapter_dir, prepared.base_dir,
                                          out_dir / f"{name}-lora-f16.gguf")
@@ -136,18 +130,6 @@ def _smallest(quants: list[str]) -> str:
     return min(quants, key=order.index)
 
 
-def _load_tokenizer(prepared: PreparedRun):
-    """The tokenizer the run trained with, from the run itself: the merged folder also holds
-    added_tokens.json for the converter, which transformers would read as new tokens."""
-    from transformers import AutoTokenizer
-
-    for source in (prepared.adapter_dir, prepared.model_dir, prepared.base_dir):
-        if source is not None and (Path(source) / "tokenizer_config.json").exists():
-            return AutoTokenizer.from_pretrained(str(source))
-    raise MindwellError(f"{prepared.run_dir} holds no tokenizer (tokenizer_config.json).",
-                        "Re-run training; mindwell saves the tokenizer beside the adapter.")
-
-
 def verify_files(prepared: PreparedRun, tokenizer, files: dict[str, Path], modelfile,
                  max_tokens: int = 256) -> VerifyReport:
     """Every round-trip check against the f16 file; perplexity over every file."""
@@ -165,7 +147,7 @@ def verify_files(prepared: PreparedRun, tokenizer, files: dict[str, Path], model
         checks = [
             check_tokenizer(backend, tokenizer),
             check_chat_template(backend, tokenizer, prepared.template),
-            check_bos(backend, tokenizer, prepared.template, modelfile.template),
+            check_bos(backend, tokenizer, modelfile.template),
             check_stop_tokens(files["f16"], tokenizer, prepared.template, modelfile.stops),
             check_generation(backend, model, tokenizer, prepared.template, max_tokens),
         ]

@@ -59,7 +59,7 @@ def check_types(types: list[str]) -> list[str]:
     return normalized
 
 
-def llama_cpp_dir(fetch: bool = True) -> Path:
+def llama_cpp_dir() -> Path:
     """The llama.cpp tree with the converters, fetched once if needed."""
     explicit = os.environ.get(CHECKOUT_ENV)
     if explicit:
@@ -74,8 +74,6 @@ def llama_cpp_dir(fetch: bool = True) -> Path:
     root = tools_dir() / f"llama.cpp-{LLAMA_CPP_PYTHON_VERSION}"
     if (root / "convert_hf_to_gguf.py").exists():
         return root
-    if not fetch:
-        raise MindwellError(f"llama.cpp's converter is not in {root}.")
     return _fetch_sdist(root)
 
 
@@ -111,25 +109,18 @@ def _fetch_sdist(root: Path) -> Path:
     return root
 
 
-def _run(command: list[str], what: str, env: dict | None = None, cwd: Path | None = None) -> str:
+def _run(command: list[str], what: str, env: dict | None = None) -> None:
     with console.status(f"{what}..."):
-        result = subprocess.run(
-            command, capture_output=True, text=True, env=env, cwd=cwd
-        )
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-12:])
         raise MindwellError(f"{what} failed:\n{tail}")
-    return result.stdout + result.stderr
 
 
-def _converter_env(root: Path) -> dict:
-    env = dict(os.environ)
-    # The tree's gguf-py, not the installed gguf release: the converter needs its own.
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(root / "gguf-py"), env.get("PYTHONPATH", "")) if p
-    )
-    env.setdefault("NO_LOCAL_GGUF", "")
-    return env
+def _converter_env() -> dict:
+    # The converters put the tree's own gguf-py ahead of the installed gguf release (which
+    # is older than the converter needs) unless NO_LOCAL_GGUF is set, so never pass it on.
+    return {key: value for key, value in os.environ.items() if key != "NO_LOCAL_GGUF"}
 
 
 def convert_checkpoint(checkpoint: Path, outfile: Path, outtype: str) -> Path:
@@ -139,7 +130,7 @@ def convert_checkpoint(checkpoint: Path, outfile: Path, outtype: str) -> Path:
         [sys.executable, str(root / "convert_hf_to_gguf.py"), str(checkpoint),
          "--outtype", outtype, "--outfile", str(outfile)],
         f"Converting to {outtype} GGUF with llama.cpp's convert_hf_to_gguf.py",
-        env=_converter_env(root),
+        env=_converter_env(),
     )
     return outfile
 
@@ -151,7 +142,7 @@ def convert_lora(adapter_dir: Path, base_dir: Path, outfile: Path) -> Path:
         [sys.executable, str(root / "convert_lora_to_gguf.py"), str(adapter_dir),
          "--base", str(base_dir), "--outtype", "f16", "--outfile", str(outfile)],
         "Converting the LoRA adapter with llama.cpp's convert_lora_to_gguf.py",
-        env=_converter_env(root),
+        env=_converter_env(),
     )
     return outfile
 

@@ -28,12 +28,15 @@ class PreparedRun:
     run_dir: Path
     task: str  # "sft" or "classify"
     adapter_dir: Path | None  # None when the run saved a whole model
-    model_dir: Path | None  # what was loaded: the adapter or the whole model
     base: ResolvedModel | None
     base_dir: Path | None  # the base as a Hugging Face checkpoint directory
     merged_dir: Path
     template: ChatTemplate | None
     name: str
+    # The tokenizer the run trained with, as loaded from the run. Verification uses it, not
+    # a reload of the merged folder: that also holds added_tokens.json for the converter,
+    # which transformers would read as new tokens.
+    tokenizer: object = None
 
 
 def find_adapter(run_dir: Path) -> tuple[Path | None, Path]:
@@ -96,8 +99,8 @@ def prepare_run(run_dir: Path, work_dir: Path) -> PreparedRun:
         if not (run_dir / "adapter").is_dir():
             raise MindwellError(f"{run_dir} has no adapter/ directory.",
                                 "Pass the output_dir of a finished classify run.")
-        return PreparedRun(run_dir, task, run_dir / "adapter", None, None, None, merged_dir,
-                           None, run_dir.name)
+        return PreparedRun(run_dir, task, run_dir / "adapter", None, None, merged_dir, None,
+                           run_dir.name)
     adapter_dir, model_dir = find_adapter(run_dir)
     base = base_dir = None
     if adapter_dir is not None:
@@ -113,9 +116,10 @@ def prepare_run(run_dir: Path, work_dir: Path) -> PreparedRun:
     shutil.rmtree(merged_dir, ignore_errors=True)
     model.save_pretrained(merged_dir)
     tokenizer.save_pretrained(merged_dir)
-    write_sentencepiece_files(merged_dir, [model_dir, *( [base_dir] if base_dir else [])], base)
-    return PreparedRun(run_dir, task, adapter_dir, model_dir, base, base_dir, merged_dir,
-                       template, run_dir.name)
+    sources = [model_dir, base_dir] if base_dir else [model_dir]
+    write_sentencepiece_files(merged_dir, sources, base)
+    return PreparedRun(run_dir, task, adapter_dir, base, base_dir, merged_dir, template,
+                       run_dir.name, tokenizer)
 
 
 def write_sentencepiece_files(

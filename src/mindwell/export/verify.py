@@ -111,7 +111,7 @@ def check_chat_template(backend, tokenizer, template: ChatTemplate) -> Check:
     return Check("chat_template", ok, summary, {"problems": problems[:3]})
 
 
-def check_bos(backend, tokenizer, template: ChatTemplate, modelfile_template: str) -> Check:
+def check_bos(backend, tokenizer, modelfile_template: str) -> Check:
     bos_id = tokenizer.bos_token_id
     bos_text = tokenizer.bos_token or ""
     conversation = CONVERSATIONS[1]
@@ -135,17 +135,19 @@ def check_bos(backend, tokenizer, template: ChatTemplate, modelfile_template: st
 
 def check_stop_tokens(gguf_path: Path, tokenizer, template: ChatTemplate,
                       modelfile_stops: list[str]) -> Check:
-    from gguf import GGUFReader
+    from mindwell.models.gguf_header import array_string, read_metadata
 
-    fields = GGUFReader(str(gguf_path)).fields
-    tokens = fields["tokenizer.ggml.tokens"].contents()
+    # The header reader, not gguf.GGUFReader, which parses Gemma's whole vocabulary (~12 s).
+    meta = read_metadata(Path(gguf_path))
     stop_text = template.stop[0]
     stop_id = tokenizer.convert_tokens_to_ids(stop_text)
-    declared = {key: fields[key].contents() for key in
-                ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id") if key in fields}
+    declared = {key: meta[key] for key in
+                ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id") if key in meta}
     problems = []
     if stop_id not in declared.values():
-        shown = {k.split(".")[-1]: f"{tokens[v]!r} ({v})" for k, v in declared.items()}
+        tokens = meta["tokenizer.ggml.tokens"]
+        shown = {k.split(".")[-1]: f"{array_string(gguf_path, tokens, v)!r} ({v})"
+                 for k, v in declared.items()}
         problems.append(f"the template ends turns with {stop_text!r} ({stop_id}) but the GGUF "
                         f"declares {shown}")
     if stop_text not in modelfile_stops:

@@ -10,7 +10,6 @@ Images are only ever held in memory: nothing here writes a frame to disk.
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,7 +146,3 @@ class FaceAnalyzer:
             x2, y2 = min(width, x + w + FACE_MARGIN), min(height, y + h + FACE_MARGIN)
             faces.append(Face((x, y, w, h), self.emotions(grey[y1:y2, x1:x2])))
         return sorted(faces, key=lambda face: -face.box[2] * face.box[3])
-
-
-def default_threads() -> int:
-    return max(1, (os.cpu_count() or 2) // 2)
