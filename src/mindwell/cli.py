@@ -669,6 +669,122 @@ def export(
     if not ok:
         raise typer.Exit(1)
 
+keys_app = typer.Typer(help="API keys for `mindwell serve`: one per user and client, stored "
+                            "hashed (a key is shown once, when it is created).",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+DataDirOption = Annotated[Path | None, typer.Option(
+    "--data-dir", envvar="MINDWELL_DATA",
+    help="Where people's data lives (default ~/.local/share/mindwell).")]
+DatabaseOption = Annotated[str | None, typer.Option(
+    help="postgresql://... to use PostgreSQL with pgvector instead of SQLite in --data-dir.")]
+
+
+def _open_store(data_dir: Path | None, database: str | None):
+    from mindwell.memory import Store
+    from mindwell.paths import data_dir as default_data_dir
+
+    return Store.open(database or data_dir or default_data_dir())
+
+
+@keys_app.command("create")
+def keys_create(
+    user: Annotated[str, typer.Option(help="User name (created if new).")],
+    label: Annotated[str, typer.Option(help="What the key is for, e.g. a device.")] = "cli",
+    data_dir: DataDirOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Create an API key and print it once.
+
+    Example: mindwell keys create --user alice --label raspberry-pi
+    """
+    store = _open_store(data_dir, database)
+    account = store.ensure_user(user)
+    key = store.create_key(account.id, label)
+    err_console.print(f"Key for {user} ({label}); it is stored hashed and shown only now:")
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDirOption = None, database: DatabaseOption = None) -> None:
+    """List keys by user, label and first characters (never the whole key)."""
+    store = _open_store(data_dir, database)
+    for key in store.list_keys():
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(key["created_at"]))
+        Console().print(f"{key['user']:<16} {key['prefix']}...  {key['label']:<16} {created}",
+                      highlight=False)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    user: Annotated[str, typer.Option(help="Whose keys.")],
+    prefix: Annotated[str | None, typer.Option(
+        help="Only the key starting with this (see `keys list`); default all.")] = None,
+    data_dir: DataDirOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Revoke a user's keys (all, or the one with --prefix)."""
+    store = _open_store(data_dir, database)
+    account = store.user_by_name(user)
+    if account is None:
+        raise MindwellError(f"No user '{user}'.", "See `mindwell keys list`.")
+    count = store.revoke_keys(account.id, prefix=prefix)
+    Console().print(f"Revoked {count} key(s) of {user}.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on "
+                                           "this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    data_dir: DataDirOption = None,
+    database: DatabaseOption = None,
+    model: Annotated[str | None, typer.Option(
+        help="Chat model: registry name, .gguf, checkpoint or adapter.")] = None,
+    backend: Annotated[str, typer.Option(help="auto, llamacpp, transformers or openai.")] = "auto",
+    url: Annotated[str | None, typer.Option(
+        help="Generate on a remote OpenAI-compatible server (vLLM, llama.cpp) instead.")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="MINDWELL_REMOTE_API_KEY", help="API key for --url.")] = None,
+    user: Annotated[str, typer.Option(help="The local user the web app signs in as.")] = "me",
+    locale: Annotated[str | None, typer.Option(
+        envvar="MINDWELL_LOCALE", help="Default region for crisis helplines (US, KR, GB, IE).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for llama.cpp.")] = None,
+    ctx_size: Annotated[int, typer.Option(min=256, help="Context window in tokens.")] = 4096,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Longest reply, in tokens.")] = 256,
+) -> None:
+    """Serve the diary and counselor web app and the API (OpenAI- and Ollama-compatible).
+
+    Prints a link that signs the browser in as --user. Example: mindwell serve --port 8000
+    """
+    import uvicorn
+
+    from mindwell.app.server import create_app
+    from mindwell.app.service import CompanionService, ServeConfig
+    from mindwell.paths import data_dir as default_data_dir
+
+    config = ServeConfig(data_dir=data_dir or default_data_dir(), database=database,
+                         model=model, backend=backend, url=url, remote_api_key=api_key,
+                         user=user, locale=locale, threads=threads, ctx_size=ctx_size,
+                         max_tokens=max_tokens)
+    err_console.print("Loading the models...")
+    service = CompanionService.from_config(config)
+    account = service.store.ensure_user(user)
+    # A fresh key for the browser at every start; the last start's key stops working.
+    service.store.revoke_keys(account.id, label="web")
+    key = service.store.create_key(account.id, "web")
+    shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
+    where = (database and "PostgreSQL") or str(config.data_dir)
+    err_console.print(f"mindwell is an AI companion, not a therapist. Data: {where}.")
+    typer.echo(f"Open http://{shown}:{port}/#key={key}")
+    try:
+        uvicorn.run(create_app(service), host=host, port=port, log_level="info",
+                    timeout_graceful_shutdown=5)
+    finally:
+        service.close()
+
 
 def main() -> None:
     try:

@@ -22,3 +22,18 @@ def cache_dir() -> Path:
 
 def models_dir() -> Path:
     return cache_dir() / "models"
+
+
+DATA_ENV = "MINDWELL_DATA"
+
+
+def data_dir() -> Path:
+    """Where `mindwell serve` keeps people's data: ``--data-dir``, ``MINDWELL_DATA``, then
+    ``$XDG_DATA_HOME/mindwell`` or ``~/.local/share/mindwell`` (never the cache, which
+    users clear without thinking of diaries)."""
+    explicit = os.environ.get(DATA_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "mindwell"

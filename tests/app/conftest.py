@@ -1,0 +1,52 @@
+"""The server on the tiny in-code Gemma, the embedded analysis models and a temp SQLite."""
+
+from __future__ import annotations
+
+import pytest
+
+from mindwell.app.server import create_app
+from mindwell.app.service import CompanionService
+from mindwell.inference import SamplingParams, load_backend
+from mindwell.memory import Store
+
+
+@pytest.fixture(scope="session")
+def tiny_backend(tiny_checkpoint):
+    backend = load_backend(str(tiny_checkpoint), n_ctx=700)
+    yield backend
+
+
+def make_service(tiny_backend, data_dir, **kwargs) -> CompanionService:
+    store = Store.open(data_dir)
+    # 24 tokens keep a reply under a second; seed for repeatable text.
+    sampling = SamplingParams(max_tokens=24, temperature=0.7, seed=0)
+    return CompanionService(store, tiny_backend, sampling=sampling, **kwargs)
+
+
+@pytest.fixture
+def service(tiny_backend, tmp_path):
+    service = make_service(tiny_backend, tmp_path / "data", default_locale="US")
+    yield service
+    service.backend._jobs.put(None)  # stop the worker; the shared tiny model stays loaded
+    service.store.close()
+
+
+@pytest.fixture
+def app_and_key(service):
+    user = service.store.ensure_user("me")
+    return create_app(service), service.store.create_key(user.id, "web")
+
+
+@pytest.fixture
+def served_app(app_and_key):
+    """(app, api_key) for the browser test."""
+    return app_and_key
+
+
+@pytest.fixture
+def client(app_and_key):
+    from fastapi.testclient import TestClient
+
+    app, key = app_and_key
+    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as test_client:
+        yield test_client
