@@ -1,0 +1,1 @@
+"""mindwell serve: the diary and counselor web app."""
