@@ -737,7 +737,7 @@ def keys_revoke(
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on "
                                            "this machine.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port.")] = 8000,
     data_dir: DataDirOption = None,
     database: DatabaseOption = None,
     model: Annotated[str | None, typer.Option(
@@ -775,6 +775,12 @@ def serve(
     # A fresh key for the browser at every start; the last start's key stops working.
     service.store.revoke_keys(account.id, label="web")
     key = service.store.create_key(account.id, "web")
+    if port == 0:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
     shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
     where = (database and "PostgreSQL") or str(config.data_dir)
     err_console.print(f"mindwell is an AI companion, not a therapist. Data: {where}.")

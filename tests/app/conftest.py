@@ -50,3 +50,34 @@ def client(app_and_key):
     app, key = app_and_key
     with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def live_server(app_and_key):
+    """The app on a real port (uvicorn in a thread): (base_url, api_key)."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    app, key = app_and_key
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    yield base, key
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -291,7 +291,7 @@ class CompanionService:
         if not faces:
             return {"faces": 0, "label": None, "scores": None}
         largest = max(faces, key=lambda f: f.box[2] * f.box[3])
-        label, score = largest.top3()[0]
+        label, score = largest.top3[0]
         # Only the label is kept: frames are analysed in memory and never stored.
         self.store.add_event(user.id, session_id, "face", {"label": label,
                                                            "score": round(float(score), 4)})

@@ -54,7 +54,12 @@ def helplines_for(locale: str | None) -> list[Helpline]:
 
 def crisis_reply(locale: str | None = None, korean: bool = False) -> str:
     """The fixed reply given instead of generation when a message escalates."""
-    lines = "\n".join(f"  - {h.region}: {h.name}, {h.contact}" for h in helplines_for(locale))
+    lines_for = helplines_for(locale)
+    if korean and HELPLINES["KR"][0] not in lines_for:
+        # Written in Korean under another region's locale: the person may well be in Korea
+        # (or the locale is a default nobody set), so Korea's line is given too.
+        lines_for = [*HELPLINES["KR"], *lines_for]
+    lines = "\n".join(f"  - {h.region}: {h.name}, {h.contact}" for h in lines_for)
     if korean:
         return (
             "이야기해 주셔서 고마워요. 지금 많이 힘드신 것 같아요. 혼자 견디지 않으셔도 돼요.\n"

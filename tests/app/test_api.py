@@ -1,0 +1,269 @@
+"""The HTTP API on the tiny model: auth, per-user isolation, erasure, the diary and chat
+contracts, memory, bad input, and the OpenAI- and Ollama-compatible routes."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mindwell.app.server import create_app
+from tests.app.conftest import make_service
+
+CRISIS = "I have pills saved up and tonight is the night"
+
+
+def sse_events(response) -> list[dict]:
+    return [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+
+
+def send(client, session_id: str, text: str) -> dict:
+    response = client.post(f"/api/v1/sessions/{session_id}/messages?stream=false",
+                           json={"text": text})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.fixture
+def second_client(service, app_and_key):
+    app, _ = app_and_key
+    other = service.store.ensure_user("someone-else")
+    key = service.store.create_key(other.id)
+    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
+        yield client
+
+
+# -- auth ------------------------------------------------------------------------------------
+def test_every_route_needs_a_valid_key(app_and_key, service):
+    app, key = app_and_key
+    with TestClient(app) as anonymous:
+        assert anonymous.get("/healthz").status_code == 200
+        assert anonymous.get("/openapi.json").status_code == 200
+        assert "mindwell" in anonymous.get("/").text  # the web app page itself is public
+        for method, path in [("GET", "/api/v1/me"), ("GET", "/api/v1/diary"),
+                             ("POST", "/api/v1/sessions"), ("DELETE", "/api/v1/data"),
+                             ("POST", "/v1/chat/completions"), ("POST", "/api/chat"),
+                             ("GET", "/v1/models"), ("GET", "/api/tags")]:
+            response = anonymous.request(method, path, json={})
+            assert response.status_code == 401, path
+            assert response.json()["error"]["type"] == "auth"
+        wrong = anonymous.get("/api/v1/me", headers={"Authorization": "Bearer mw_wrong"})
+        assert wrong.status_code == 401 and "keys create" in wrong.json()["error"]["message"]
+        assert anonymous.get("/api/v1/me", headers={"X-API-Key": key}).status_code == 200
+        user = service.store.user_by_key(key)
+        service.store.revoke_keys(user.id)
+        assert anonymous.get("/api/v1/me", headers={"X-API-Key": key}).status_code == 401
+
+
+# -- isolation -------------------------------------------------------------------------------
+def test_one_user_can_never_read_search_or_erase_anothers_data(client, second_client):
+    entry = client.post("/api/v1/diary", json={"text": "My cat Miso slept on my exam notes.",
+                                               "reply": False}).json()
+    session_id = client.post("/api/v1/sessions").json()["id"]
+    send(client, session_id, "I keep thinking about Miso.")
+
+    assert second_client.get("/api/v1/diary").json()["entries"] == []
+    assert second_client.get("/api/v1/sessions").json()["sessions"] == []
+    assert second_client.get(f"/api/v1/sessions/{session_id}").status_code == 404
+    assert second_client.get(f"/api/v1/sessions/{session_id}/log").status_code == 404
+    assert second_client.post(f"/api/v1/sessions/{session_id}/messages",
+                              json={"text": "hello"}).status_code == 404
+    assert second_client.delete(f"/api/v1/diary/{entry['id']}").status_code == 404
+    assert second_client.delete(f"/api/v1/sessions/{session_id}").status_code == 404
+    found = second_client.post("/api/v1/memory/search", json={"query": "Miso the cat"}).json()
+    assert found["results"] == []
+    assert second_client.delete("/api/v1/data").json()["deleted"]["diary"] == 0
+
+    assert len(client.get("/api/v1/diary").json()["entries"]) == 1
+    assert client.get(f"/api/v1/sessions/{session_id}").status_code == 200
+    mine = client.post("/api/v1/memory/search", json={"query": "Miso the cat"}).json()
+    assert any("Miso" in m["text"] for m in mine["results"])
+
+
+# -- diary -----------------------------------------------------------------------------------
+def test_a_diary_entry_is_analysed_answered_stored_and_charted(client):
+    response = client.post("/api/v1/diary", json={
+        "text": "Today I felt anxious before my exam but talking to my sister helped."})
+    assert response.status_code == 200
+    entry = response.json()
+    assert entry["stored"] and entry["id"] and entry["reply"] and not entry["escalated"]
+    assert set(entry["analysis"]) >= {"language", "depression", "emotion", "risk"}
+    assert entry["analysis"]["language"] == "en"
+    listed = client.get("/api/v1/diary").json()["entries"]
+    assert [e["id"] for e in listed] == [entry["id"]] and listed[0]["reply"] == entry["reply"]
+    points = client.get("/api/v1/mood").json()["points"]
+    assert len(points) == 1 and points[0]["entries"] == 1
+    assert client.get("/api/v1/mood.png").content.startswith(b"\x89PNG")
+    assert client.delete(f"/api/v1/diary/{entry['id']}").json() == {"deleted": 1}
+    assert client.get("/api/v1/diary").json()["entries"] == []
+
+
+def test_a_crisis_diary_entry_gets_helplines_and_is_never_recalled(client):
+    entry = client.post("/api/v1/diary", json={"text": "죽고 싶어요. 오늘 밤에 끝낼 거예요."}).json()
+    assert entry["escalated"] and "109" in entry["reply"]
+    assert entry["analysis"]["risk"]["escalate"]
+    found = client.post("/api/v1/memory/search", json={"query": "죽고 싶어요"}).json()
+    assert found["results"] == []
+
+
+def test_ephemeral_mode_keeps_nothing(client, service):
+    assert client.put("/api/v1/settings", json={"mode": "ephemeral"}).json()["mode"] == \
+        "ephemeral"
+    entry = client.post("/api/v1/diary", json={"text": "A quiet day.", "reply": False}).json()
+    assert entry["stored"] is False and entry["id"] is None
+    assert client.get("/api/v1/diary").json()["entries"] == []
+    session_id = client.post("/api/v1/sessions").json()["id"]
+    send(client, session_id, "I walked by the river.")
+    ended = client.post(f"/api/v1/sessions/{session_id}/end").json()
+    assert ended["erased"] and "river" in ended["log_markdown"]
+    assert client.get(f"/api/v1/sessions/{session_id}").status_code == 404
+    user = service.store.user_by_name("me")
+    assert service.store.memory_count(user.id) == 0
+
+
+def test_an_ephemeral_session_left_open_is_erased_when_the_server_starts(
+        service, tiny_backend, tmp_path):
+    user = service.store.ensure_user("me")
+    service.store.update_settings(user.id, mode="ephemeral")
+    session = service.store.create_session(user.id, "ephemeral")
+    service.store.add_turn(user.id, session["id"], "user", "left open")
+    service.store.close()
+    restarted = make_service(tiny_backend, tmp_path / "data")
+    assert restarted.store.session(user.id, session["id"]) is None
+    restarted.store.close()
+
+
+# -- chat ------------------------------------------------------------------------------------
+def test_chat_streams_and_crisis_mode_persists_until_the_person_is_safe(client):
+    started = client.post("/api/v1/sessions").json()
+    assert "not a therapist" in started["disclosure"]
+    session_id = started["id"]
+    with client.stream("POST", f"/api/v1/sessions/{session_id}/messages",
+                       json={"text": "I have been feeling lonely since I moved."}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(response)
+    deltas = [e["text"] for e in events if e["type"] == "delta"]
+    done = events[-1]
+    assert done["type"] == "done" and done["reply"] == "".join(deltas).strip()
+    assert not done["escalated"] and done["emotion"]["label"]
+
+    crisis = send(client, session_id, CRISIS)
+    assert crisis["escalated"] and crisis["crisis_mode"] and "988" in crisis["reply"]
+    still = send(client, session_id, "I don't know what to do")
+    assert still["crisis_mode"] and "safety plan" in still["reply"].lower()
+    safe = send(client, session_id, "I'm safe now, thank you")
+    assert not safe["crisis_mode"] and "glad you're safe" in safe["reply"]
+
+    detail = client.get(f"/api/v1/sessions/{session_id}").json()
+    kinds = [e["type"] for e in detail["events"]]
+    assert kinds[0] == "escalation" and kinds[-1] == "crisis_mode_ended"
+    assert detail["turns"][2]["text"] == CRISIS  # the transcript keeps it for the person
+    ended = client.post(f"/api/v1/sessions/{session_id}/end").json()
+    assert "safety escalation" in ended["summary"] and not ended["erased"]
+    log = client.get(f"/api/v1/sessions/{session_id}/log?format=md").text
+    assert "escalation" in log and CRISIS not in log  # transcript only when asked for
+    with_transcript = client.get(f"/api/v1/sessions/{session_id}/log?transcript=true")
+    assert CRISIS in with_transcript.text
+    assert "attachment" in with_transcript.headers["content-disposition"]
+    pdf = client.get(f"/api/v1/sessions/{session_id}/log?format=pdf")
+    assert pdf.content.startswith(b"%PDF")
+    assert send_status(client, session_id, "hello again") == 400  # the session has ended
+
+
+def send_status(client, session_id: str, text: str) -> int:
+    return client.post(f"/api/v1/sessions/{session_id}/messages", json={"text": text}
+                       ).status_code
+
+
+def test_replies_are_grounded_in_the_persons_own_memories(tiny_backend, tmp_path):
+    prompts = []
+
+    class Recording(type(tiny_backend)):
+        def _stream(self, messages, params):
+            prompts.append(messages)
+            yield from super()._stream(messages, params)
+
+    recording = object.__new__(Recording)
+    recording.__dict__.update(tiny_backend.__dict__)
+    service = make_service(recording, tmp_path / "data")
+    user = service.store.ensure_user("me")
+    service.diary_entry(user, "I adopted a grey cat named Miso and she follows me everywhere.",
+                        reply=False)
+    session_id = service.start_session(user)["id"]
+    list(service.chat_turn(user, session_id, "My cat Miso was sick today and I am worried."))
+    assert "Miso" in prompts[-1][-1]["content"] and "in my diary" in prompts[-1][-1]["content"]
+    other = service.store.ensure_user("other")
+    other_session = service.start_session(other)["id"]
+    list(service.chat_turn(other, other_session, "My cat Miso was sick today and I am worried."))
+    assert "in my diary" not in prompts[-1][-1]["content"]  # never another user's memories
+    service.store.close()
+
+
+def test_face_frames_record_only_the_label(client, service):
+    from mindwell.vision.faces import Face  # noqa: F401 - needs the vision extra
+
+    skimage = pytest.importorskip("skimage")
+    import cv2
+
+    ok, jpeg = cv2.imencode(".jpg", skimage.data.astronaut()[:, :, ::-1])
+    session_id = client.post("/api/v1/sessions").json()["id"]
+    data_url = "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode()
+    result = client.post(f"/api/v1/sessions/{session_id}/face", json={"image": data_url}).json()
+    assert result["faces"] == 1 and result["label"]
+    events = client.get(f"/api/v1/sessions/{session_id}").json()["events"]
+    assert events == [{"time": events[0]["time"], "type": "face", "label": result["label"],
+                       "score": events[0]["score"]}]
+    bad = client.post(f"/api/v1/sessions/{session_id}/face", json={"image": "not base64!"})
+    assert bad.status_code == 400
+    not_image = base64.b64encode(b"hello").decode()
+    response = client.post(f"/api/v1/sessions/{session_id}/face", json={"image": not_image})
+    assert response.status_code == 400 and "image" in response.json()["error"]["message"]
+
+
+# -- bad input -------------------------------------------------------------------------------
+def test_bad_requests_get_4xx_with_a_message(client):
+    cases = [
+        (client.post("/api/v1/diary", content=b"{not json",
+                     headers={"content-type": "application/json"}), 400, "not valid JSON"),
+        (client.post("/api/v1/diary", json={"txt": "typo"}), 422, "text"),
+        (client.post("/api/v1/diary", json={"text": "   "}), 400, "empty"),
+        (client.post("/api/v1/diary", json={"text": "x" * 70_000}), 413, "limit"),
+        (client.post("/api/v1/diary", content=b"x" * 2_000_000), 413, "limit"),
+        (client.get("/api/v1/sessions/s_nope"), 404, "No chat session"),
+        (client.post("/api/v1/sessions/s_nope/messages", json={"text": "hi"}), 404, "No chat"),
+        (client.put("/api/v1/settings", json={"mode": "forever"}), 422, "mode"),
+        (client.post("/v1/chat/completions", json={"messages": []}), 422, "messages"),
+        (client.post("/v1/chat/completions", json={"messages": [
+            {"role": "assistant", "content": "hi"}]}), 400, "role 'user'"),
+        (client.get("/api/v1/nothing-here"), 404, "Not Found"),
+    ]
+    for response, status, words in cases:
+        assert response.status_code == status, (response.request.url, response.text)
+        error = response.json()["error"]
+        assert words.lower() in error["message"].lower(), error
+
+
+# -- compatible routes -----------------------------------------------------------------------
+def test_openai_and_ollama_routes_apply_the_safety_layer(client):
+    reply = client.post("/v1/chat/completions", json={
+        "model": "anything", "messages": [{"role": "user", "content": CRISIS}]}).json()
+    content = reply["choices"][0]["message"]["content"]
+    assert "988" in content and reply["mindwell"]["escalated"]
+    # A client that sends the conversation back stays in crisis mode until "I'm safe".
+    history = [{"role": "user", "content": CRISIS}, {"role": "assistant", "content": content}]
+    follow = client.post("/v1/chat/completions", json={
+        "messages": [*history, {"role": "user", "content": "I don't know"}]}).json()
+    assert "safety plan" in follow["choices"][0]["message"]["content"].lower()
+
+    lines = [json.loads(line) for line in client.post("/api/chat", json={
+        "model": "mindwell", "messages": [{"role": "user", "content": "hello"}]}).iter_lines()
+        if line]
+    assert lines[-1]["done"] and not any(line["done"] for line in lines[:-1])
+    text = "".join(line["message"]["content"] for line in lines)
+    assert text.startswith("mindwell is an AI companion")  # disclosure opens a conversation
+    generated = client.post("/api/generate", json={"prompt": CRISIS, "stream": False}).json()
+    assert "988" in generated["response"] and generated["done"]
+    tags = client.get("/api/tags").json()
+    assert tags["models"][0]["name"]
