@@ -9,7 +9,6 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from mindwell.app.server import create_app
 from tests.app.conftest import make_service
 
 CRISIS = "I have pills saved up and tonight is the night"
@@ -101,7 +100,8 @@ def test_a_diary_entry_is_analysed_answered_stored_and_charted(client):
 
 
 def test_a_crisis_diary_entry_gets_helplines_and_is_never_recalled(client):
-    entry = client.post("/api/v1/diary", json={"text": "죽고 싶어요. 오늘 밤에 끝낼 거예요."}).json()
+    text = "죽고 싶어요. 오늘 밤에 끝낼 거예요."
+    entry = client.post("/api/v1/diary", json={"text": text}).json()
     assert entry["escalated"] and "109" in entry["reply"]
     assert entry["analysis"]["risk"]["escalate"]
     found = client.post("/api/v1/memory/search", json={"query": "죽고 싶어요"}).json()
@@ -207,7 +207,7 @@ def test_face_frames_record_only_the_label(client, service):
     skimage = pytest.importorskip("skimage")
     import cv2
 
-    ok, jpeg = cv2.imencode(".jpg", skimage.data.astronaut()[:, :, ::-1])
+    _, jpeg = cv2.imencode(".jpg", skimage.data.astronaut()[:, :, ::-1])
     session_id = client.post("/api/v1/sessions").json()["id"]
     data_url = "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode()
     result = client.post(f"/api/v1/sessions/{session_id}/face", json={"image": data_url}).json()
