@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mindwell.paths import CACHE_ENV
+from tests.postgres import PostgresUnavailable, postgres_server
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -62,3 +63,14 @@ def gemma_backend():
     backend = load_backend("gemma3-270m", n_ctx=2048, threads=2)
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A server URL for the whole session; the tests skip, saying why, where none can run."""
+    pytest.importorskip("psycopg", reason="psycopg is not installed (the postgres extra)")
+    try:
+        with postgres_server() as url:
+            yield url
+    except PostgresUnavailable as err:
+        pytest.skip(f"PostgreSQL unavailable: {err}")

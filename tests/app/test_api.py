@@ -267,3 +267,30 @@ def test_openai_and_ollama_routes_apply_the_safety_layer(client):
     assert "988" in generated["response"] and generated["done"]
     tags = client.get("/api/tags").json()
     assert tags["models"][0]["name"]
+
+
+def test_the_app_runs_on_postgresql_with_pgvector(tiny_backend, postgres_url):
+    from mindwell.app.server import create_app
+    from mindwell.app.service import CompanionService
+    from mindwell.inference import SamplingParams
+    from mindwell.memory import Store
+    from tests.postgres import fresh_database
+
+    with fresh_database(postgres_url) as url:
+        store = Store.open(url)
+        service = CompanionService(store, tiny_backend, sampling=SamplingParams(max_tokens=8))
+        user = store.ensure_user("pg-user")
+        key = store.create_key(user.id)
+        with TestClient(create_app(service),
+                        headers={"Authorization": f"Bearer {key}"}) as client:
+            entry = client.post("/api/v1/diary", json={
+                "text": "I adopted a grey cat named Miso.", "reply": False}).json()
+            assert entry["stored"]
+            session_id = client.post("/api/v1/sessions").json()["id"]
+            assert send(client, session_id, CRISIS)["escalated"]
+            found = client.post("/api/v1/memory/search", json={"query": "my cat Miso"}).json()
+            assert found["results"][0]["text"].startswith("I adopted")
+            erased = client.delete("/api/v1/data").json()["deleted"]
+            assert erased == {"memories": 1, "diary": 1, "sessions": 1}
+        service.backend._jobs.put(None)
+        store.close()

@@ -6,18 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mindwell.memory.store import Store
-from tests.postgres import PostgresUnavailable, fresh_database, postgres_server
-
-
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A server URL for the whole session; the tests skip, saying why, where none can run."""
-    pytest.importorskip("psycopg", reason="psycopg is not installed (the postgres extra)")
-    try:
-        with postgres_server() as url:
-            yield url
-    except PostgresUnavailable as err:
-        pytest.skip(f"PostgreSQL unavailable: {err}")
+from tests.postgres import fresh_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
