@@ -243,41 +243,53 @@ class CompanionService:
         return self._chat_events(user, session_id, text)
 
     def _chat_events(self, user: User, session_id: str, text: str) -> Iterator[dict]:
-        with self._lock(session_id):
-            chat = self._chat(user, session_id)
-            chat.locale = self.locale(user)
-            analysis = self._analyze(text)
-            events_before = len(chat.events)
-            context = ""
-            if not chat.crisis_mode:
-                context = Memory.as_context(self._recall(user, text, exclude_session=session_id))
-            chat.context = (lambda: context) if context else None
-            asked_at = time.time()
-            turn = chat.ask(text)
-            for notice in turn.notices:
-                yield {"type": "notice", "text": notice}
-            pieces = []
-            for piece in turn.pieces:
-                if piece:  # byte-level tokens can finish a character later
-                    pieces.append(piece)
-                    yield {"type": "delta", "text": piece}
-            reply = "".join(pieces).strip()
-            analysis["risk"] = turn.risk.as_dict()
-            self.store.add_turn(user.id, session_id, "user", text, analysis, at=asked_at)
-            self.store.add_turn(user.id, session_id, "assistant", reply)
-            for event in chat.events[events_before:]:
-                self.store.add_event(user.id, session_id, event["type"],
-                                     {k: v for k, v in event.items() if k not in {"type", "time"}},
-                                     at=event["time"])
-            self.store.save_session(user.id, session_id, {
-                "history": chat.history, "crisis_mode": chat.crisis_mode,
-                "crisis_step": chat.crisis_step, "disclosed_at": chat.disclosed_at})
-            if row_mode_keeps(self.store, user, session_id) and not turn.escalated:
-                self.memory.remember(user.id, "turn", f"{session_id}", text,
-                                     session_id=session_id, created_at=asked_at)
-            yield {"type": "done", "reply": reply, "escalated": turn.escalated,
-                   "crisis_mode": chat.crisis_mode, "risk": turn.risk.as_dict(),
-                   "emotion": analysis.get("emotion"), "notices": turn.notices}
+        lock = self._lock(session_id)
+        # One message at a time per session (the history is shared); a reply whose client
+        # vanished releases the lock when its generator is collected, the timeout is a
+        # backstop.
+        if not lock.acquire(timeout=300):
+            raise MindwellError("This chat is still answering an earlier message.",
+                                "Wait for that reply, then send again.")
+        try:
+            yield from self._locked_chat_events(user, session_id, text)
+        finally:
+            lock.release()
+
+    def _locked_chat_events(self, user: User, session_id: str, text: str) -> Iterator[dict]:
+        chat = self._chat(user, session_id)
+        chat.locale = self.locale(user)
+        analysis = self._analyze(text)
+        events_before = len(chat.events)
+        context = ""
+        if not chat.crisis_mode:
+            context = Memory.as_context(self._recall(user, text, exclude_session=session_id))
+        chat.context = (lambda: context) if context else None
+        asked_at = time.time()
+        turn = chat.ask(text)
+        for notice in turn.notices:
+            yield {"type": "notice", "text": notice}
+        pieces = []
+        for piece in turn.pieces:
+            if piece:  # byte-level tokens can finish a character later
+                pieces.append(piece)
+                yield {"type": "delta", "text": piece}
+        reply = "".join(pieces).strip()
+        analysis["risk"] = turn.risk.as_dict()
+        self.store.add_turn(user.id, session_id, "user", text, analysis, at=asked_at)
+        self.store.add_turn(user.id, session_id, "assistant", reply)
+        for event in chat.events[events_before:]:
+            self.store.add_event(user.id, session_id, event["type"],
+                                 {k: v for k, v in event.items() if k not in {"type", "time"}},
+                                 at=event["time"])
+        self.store.save_session(user.id, session_id, {
+            "history": chat.history, "crisis_mode": chat.crisis_mode,
+            "crisis_step": chat.crisis_step, "disclosed_at": chat.disclosed_at})
+        if row_mode_keeps(self.store, user, session_id) and not turn.escalated:
+            self.memory.remember(user.id, "turn", f"{session_id}", text,
+                                 session_id=session_id, created_at=asked_at)
+        yield {"type": "done", "reply": reply, "escalated": turn.escalated,
+               "crisis_mode": chat.crisis_mode, "risk": turn.risk.as_dict(),
+               "emotion": analysis.get("emotion"), "notices": turn.notices}
 
     def face(self, user: User, session_id: str, image: bytes) -> dict:
         self._session_row(user, session_id)
