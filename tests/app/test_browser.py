@@ -64,7 +64,8 @@ def _screenshots_wanted() -> bool:
 
 @pytest.fixture
 def web_app(request, tmp_path):
-    """(app, key): the tiny model; for the documentation's screenshots, the embedded Gemma.
+    """(app, key): the tiny model; for the documentation's screenshots, the default chat
+    model (SmolLM2-135M-Instruct), as `mindwell serve` runs it.
 
     The tiny model's random weights answer with random tokens, which is fine for a test but
     not for a picture of the app.
@@ -75,7 +76,7 @@ def web_app(request, tmp_path):
     from mindwell.app.service import CompanionService
     from mindwell.memory import Store
 
-    backend = request.getfixturevalue("gemma_backend")
+    backend = request.getfixturevalue("smollm2_backend")
     store = Store.open(tmp_path / "data")
     request.addfinalizer(store.close)
     # The sampling `mindwell serve` uses: the pictures show what a person would see.

@@ -23,6 +23,7 @@
     session: null, // {id, started_at, disclosure, mode}
     sessionEnded: null, // the /end response of the last session
     lastSessionId: null,
+    lastStartedAt: null,
     crisis: false,
     sending: false,
     moodUrl: null,
@@ -448,13 +449,18 @@
     byId("chat-end").disabled = !active;
     byId("webcam-toggle").disabled = !active;
     byId("chat-start").disabled = active;
+    byId("chat-start").hidden = active;
+    byId("chat-end").hidden = !active;
   }
 
   function updateEraseSession() {
     const id = state.session ? state.session.id : state.lastSessionId;
     byId("erase-session").disabled = !id;
+    const started = state.lastStartedAt
+      ? new Date(state.lastStartedAt * 1000).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })
+      : "";
     byId("erase-session-note").textContent = id
-      ? `The ${state.session ? "current" : "last"} conversation in this page (${id}).`
+      ? `The ${state.session ? "current" : "last"} conversation in this page${started ? `, started at ${started}` : ""}.`
       : "No conversation in this page yet.";
   }
 
@@ -464,6 +470,7 @@
       state.session = session;
       state.sessionEnded = null;
       state.lastSessionId = session.id;
+      state.lastStartedAt = session.started_at;
       chatLog.replaceChildren();
       const disclosure = el("div", { class: "chat-disclosure", testid: "chat-disclosure" });
       disclosure.append(
@@ -824,6 +831,7 @@
     setChatActive(false);
     byId("chat-start").textContent = "Start conversation";
     byId("chat-summary-card").hidden = true;
+    updateEraseSession();
     chatLog.replaceChildren(el("p", { class: "muted placeholder" }, "Start a conversation when you are ready. You can end it at any time."));
   }
 
