@@ -122,3 +122,21 @@ def test_sigkill_loses_no_acknowledged_diary_entry_and_logs_hold_no_text(
     logs = "".join(output)
     assert "POST /api/v1/diary" in logs  # the access log works...
     assert marker not in logs  # ...and never shows what people wrote
+
+
+def test_generation_can_go_to_a_remote_openai_compatible_server(live_server, tmp_path):
+    """A second mindwell sends its generation to the first one's /v1 route, as it would to
+    vLLM or llama-server: safety, analysis and storage stay local."""
+    from mindwell.app.service import CompanionService
+    from mindwell.inference import SamplingParams, load_backend
+
+    base, key = live_server
+    remote = load_backend(url=base, api_key=key, n_ctx=700)
+    service = CompanionService(Store.open(tmp_path / "local"), remote,
+                               sampling=SamplingParams(max_tokens=8))
+    user = service.store.ensure_user("me")
+    entry = service.diary_entry(user, "I went for a long walk and felt calmer.")
+    assert entry["stored"] and entry["reply"]
+    crisis = service.diary_entry(user, "I have pills saved up and tonight is the night")
+    assert crisis["escalated"] and "988" in crisis["reply"]
+    service.close()
