@@ -68,3 +68,21 @@ def test_conversations_are_normalised_for_strict_templates():
         {"role": "assistant", "content": "I'm sorry."},
     ]
     GEMMA.render(out)  # renders without the alternation error
+
+
+def test_drop_long_leaves_out_conversations_that_would_be_cut(tokenizer):
+    from mindwell.errors import MindwellError
+    from mindwell.train.recipe import Recipe
+    from mindwell.train.sft_task import tokenize_all
+
+    short = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    long = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "word " * 200}]
+    recipe = Recipe(task="sft", model="tiny-gemma", data="x.jsonl", max_length=64)
+    cut, truncated = tokenize_all(recipe, tokenizer, GEMMA, [short, long])
+    assert len(cut) == 2 and truncated == 1
+    kept, dropped = tokenize_all(recipe, tokenizer, GEMMA, [short, long], drop_long=True)
+    assert len(kept) == 1 and dropped == 1
+    end = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    assert end in kept[0]["labels"]  # the kept example teaches the model to stop
+    with pytest.raises(MindwellError, match="drop_long left none"):
+        tokenize_all(recipe, tokenizer, GEMMA, [long], drop_long=True)

@@ -109,6 +109,9 @@ class Recipe(BaseModel):
     max_grad_norm: float = Field(1.0, gt=0)
     max_length: int = Field(512, ge=8, description="Tokens; longer examples are truncated "
                             "and counted.")
+    drop_long: bool = Field(False, description="sft: skip training conversations longer than "
+                            "max_length instead of cutting them, so every example ends with "
+                            "the end-of-turn token and the model learns to stop.")
     gradient_checkpointing: bool = Field(True, description="Less memory, ~20 % more compute.")
     chunked_loss: bool = Field(
         True, description="sft: compute logits only at answer tokens, in chunks (the 262k "

@@ -68,7 +68,10 @@ def conversations(recipe: Recipe, table, source: str) -> list[list[dict]]:
     return [normalise_conversation(list(m), recipe.system_prompt) for m in rows]
 
 
-def tokenize_all(recipe: Recipe, tokenizer, template, convs) -> tuple[object, int]:
+def tokenize_all(recipe: Recipe, tokenizer, template, convs,
+                 drop_long: bool = False) -> tuple[object, int]:
+    """Tokenized examples and how many were longer than max_length (cut, or with
+    ``drop_long`` skipped)."""
     from datasets import Dataset
 
     examples, truncated = [], 0
@@ -77,8 +80,14 @@ def tokenize_all(recipe: Recipe, tokenizer, template, convs) -> tuple[object, in
         if item is None:
             continue
         truncated += item.truncated
+        if item.truncated and drop_long:
+            continue
         examples.append({"input_ids": item.input_ids, "labels": item.labels,
                          "attention_mask": [1] * len(item.input_ids)})
+    if not examples and drop_long and truncated:
+        raise MindwellError(f"Every conversation is longer than max_length={recipe.max_length} "
+                            "tokens, so drop_long left none.",
+                            "Raise max_length or set drop_long: false.")
     if not examples:
         raise MindwellError("No conversation has an assistant answer to learn from.",
                             "Check response_column or the roles in the messages.")
@@ -96,9 +105,14 @@ def prepare(recipe: Recipe, location: str) -> Prepared:
     model, tokenizer = load_model(recipe, location)
     config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
     template = template_for_tokenizer(tokenizer, config.model_type, None)
-    train_ds, truncated = tokenize_all(recipe, tokenizer, template, train_convs)
+    train_ds, truncated = tokenize_all(recipe, tokenizer, template, train_convs,
+                                       drop_long=recipe.drop_long)
     eval_ds = tokenize_all(recipe, tokenizer, template, eval_convs)[0] if eval_convs else None
-    if truncated:
+    if truncated and recipe.drop_long:
+        log.warning("%d training conversations were longer than max_length=%d tokens and were "
+                    "left out (drop_long); %d remain.", truncated, recipe.max_length,
+                    len(train_ds))
+    elif truncated:
         log.warning("%d of %d training conversations were longer than max_length=%d tokens "
                     "and were truncated.", truncated, len(train_ds), recipe.max_length)
     labelled = sum(sum(label != -100 for label in row) for row in train_ds["labels"])
