@@ -209,6 +209,7 @@ def chat(
 
     Example: mindwell chat --once "I have been feeling lonely since I moved."
     """
+    _single_thread_blas()
     from mindwell.chat import COUNSELOR_SYSTEM_PROMPT, ChatSession
     from mindwell.chat.terminal import run_interactive, run_once
     from mindwell.inference import SamplingParams, load_backend
@@ -733,6 +734,15 @@ def keys_revoke(
     Console().print(f"Revoked {count} key(s) of {user}.")
 
 
+def _single_thread_blas() -> None:
+    """numpy's OpenBLAS spins a second thread for a while after each call (the safety gate,
+    memory search); on 2 cores that thread took a core from llama.cpp's prompt processing
+    and made the server's first token 16-57 % slower than the raw runtime's
+    (benchmarks/serve.py). The small matrices here gain nothing from a second thread. Must run
+    before numpy is imported; an explicit setting in the environment wins."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on "
@@ -759,6 +769,7 @@ def serve(
 
     Prints a link that signs the browser in as --user. Example: mindwell serve --port 8000
     """
+    _single_thread_blas()
     import uvicorn
 
     from mindwell.app.server import create_app
