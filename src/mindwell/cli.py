@@ -789,7 +789,7 @@ def serve(
     if port == 0:
         import socket
 
-        with socket.socket() as probe:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             probe.bind((host, 0))
             port = probe.getsockname()[1]
     shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host

@@ -96,12 +96,23 @@ def test_reset_clears_the_conversation(tiny_session):
 
 
 
-def test_per_turn_context_rides_with_the_message(tiny_session):
+def test_per_turn_context_rides_with_the_message_only(tiny_session, monkeypatch):
+    prompts = []
+    stream = tiny_session.backend._stream
+
+    def recording(messages, params):
+        prompts.append(messages)
+        return stream(messages, params)
+
+    monkeypatch.setattr(tiny_session.backend, "_stream", recording)
     tiny_session.context = lambda: "their face looked mostly sad in the last minute"
-    turn = tiny_session.ask("I had a long day.")
-    "".join(turn.pieces)
-    sent = tiny_session.history[-2]["content"]
+    "".join(tiny_session.ask("I had a long day.").pieces)
+    sent = prompts[-1][-1]["content"]
     assert sent.startswith("I had a long day.") and "mostly sad" in sent
+    # Kept out of the history: it was for that reply only (a recalled memory the person
+    # erases later must not live on in the conversation).
+    assert tiny_session.history[-2]["content"] == "I had a long day."
     tiny_session.context = lambda: ""
     "".join(tiny_session.ask("Thanks.").pieces)
     assert tiny_session.history[-2]["content"] == "Thanks."
+    assert "mostly sad" not in str(prompts[-1])

@@ -4,8 +4,9 @@ Routes are thin: they authenticate, validate the body and translate to and from 
 Server-Sent Events (the app, OpenAI clients) or NDJSON (Ollama clients). Everything a
 person writes goes through the service, and so through the safety gate and guardrails.
 
-Privacy in the logs: uvicorn's access log shows method, path and status only; errors are
-logged by type, never with their message, since a message could quote what a person wrote.
+Privacy in the logs: uvicorn's access log shows client address, method, path (ids, never
+text) and status; errors are logged by type, never with their message, since a message could
+quote what a person wrote.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mindwell import __version__
-from mindwell.app.service import CompanionService, NotFound, TooLarge
+from mindwell.app.service import Busy, CompanionService, NotFound, TooLarge
 from mindwell.errors import MindwellError
 from mindwell.inference.base import SamplingParams
 from mindwell.memory import User
@@ -59,15 +60,42 @@ class GuardMiddleware:
                 "too_large", "Send less text per request."), status_code=413)
             return await response(scope, receive, send)
         started = False
+        received = 0
+        too_large = False
+
+        async def counting_receive():
+            # Bodies without a Content-Length (chunked) are counted as they arrive; past the
+            # limit the body is cut short and the app's answer replaced by a 413 below.
+            nonlocal received, too_large
+            if too_large:
+                return {"type": "http.request", "body": b"", "more_body": False}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY_BYTES:
+                    too_large = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+            return message
 
         async def tracking_send(message):
             nonlocal started
+            if too_large:
+                if message["type"] == "http.response.start":
+                    started = True
+                    await JSONResponse(error_body(
+                        f"The request body is over {MAX_BODY_BYTES} bytes.", "too_large",
+                        "Send less text per request."), status_code=413)(scope, receive, send)
+                return
             if message["type"] == "http.response.start":
                 started = True
+                # The app must not be framed by another site (its erase buttons).
+                message["headers"] = [*message.get("headers", []),
+                                      (b"x-frame-options", b"DENY"),
+                                      (b"content-security-policy", b"frame-ancestors 'none'")]
             await send(message)
 
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, counting_receive, tracking_send)
         except Exception as err:  # last line of defence, logged without text
             log.error("%s %s failed: %s", scope.get("method"), scope.get("path"),
                       type(err).__name__)
@@ -107,10 +135,13 @@ class SearchIn(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: str | list[dict[str, Any]] = ""
+    # developer is OpenAI's newer name for system; tool results carry no words of the person.
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = ""
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         if isinstance(self.content, str):
             return self.content
         return "".join(part.get("text", "") for part in self.content
@@ -190,6 +221,8 @@ def create_app(service: CompanionService) -> FastAPI:
             status, kind = 404, "not_found"
         elif isinstance(err, TooLarge):
             status, kind = 413, "too_large"
+        elif isinstance(err, Busy):
+            status, kind = 409, "busy"
         return JSONResponse(error_body(err.message, kind, err.hint), status_code=status)
 
     @app.exception_handler(RequestValidationError)
@@ -396,8 +429,14 @@ def create_app(service: CompanionService) -> FastAPI:
 
         def sse() -> Iterator[str]:
             yield chunk({"role": "assistant", "content": ""})
-            for piece in pieces:
-                yield chunk({"content": piece})
+            try:
+                for piece in pieces:
+                    yield chunk({"content": piece})
+            except Exception as err:  # the stream has started: report in-band
+                log.error("chat stream failed: %s", type(err).__name__)
+                yield "data: " + json.dumps(error_body("The reply failed; try again.",
+                                                       "server")) + "\n\n"
+                return
             yield chunk({}, "stop")
             yield "data: [DONE]\n\n"
 
@@ -418,9 +457,15 @@ def create_app(service: CompanionService) -> FastAPI:
     def ollama_stream(pieces, make_line, started: float) -> StreamingResponse | dict:
         def lines() -> Iterator[str]:
             count = 0
-            for piece in pieces:
-                count += 1
-                yield json.dumps({**make_line(piece), "done": False}, ensure_ascii=False) + "\n"
+            try:
+                for piece in pieces:
+                    count += 1
+                    yield json.dumps({**make_line(piece), "done": False},
+                                     ensure_ascii=False) + "\n"
+            except Exception as err:  # the stream has started: Ollama's in-band error
+                log.error("chat stream failed: %s", type(err).__name__)
+                yield json.dumps({"error": "The reply failed; try again."}) + "\n"
+                return
             yield json.dumps({**make_line(""), "done": True, "done_reason": "stop",
                               "total_duration": int((time.time() - started) * 1e9),
                               "eval_count": count}) + "\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mindwell.app.worker import QueuedBackend
 from mindwell.chat.prompts import AI_DISCLOSURE, COUNSELOR_SYSTEM_PROMPT
-from mindwell.chat.session import ChatSession
+from mindwell.chat.session import WITHHELD_CRISIS_MESSAGE, ChatSession
 from mindwell.errors import MindwellError
 from mindwell.inference.base import Backend, Message, SamplingParams
 from mindwell.memory import Memory, Store, User
@@ -26,6 +26,7 @@ from mindwell.safety.crisis import (
     GROUNDING,
     SAFE_AGAIN,
     SAFETY_PLAN_STEPS,
+    says_safe,
 )
 from mindwell.safety.guardrails import OutputGuardrail, guarded_stream
 
@@ -42,6 +43,10 @@ class NotFound(MindwellError):
 
 class TooLarge(MindwellError):
     """A text over the size limit."""
+
+
+class Busy(MindwellError):
+    """The chat is still answering an earlier message."""
 
 
 @dataclass
@@ -131,6 +136,9 @@ class CompanionService:
         if len(text) > MAX_TEXT_CHARS:
             raise TooLarge(f"'{field}' has {len(text)} characters; the limit is "
                                 f"{MAX_TEXT_CHARS}.", "Split the text into smaller parts.")
+        if "\x00" in text:
+            raise MindwellError(f"'{field}' contains a NUL character.",
+                                "Send plain text (a binary file was perhaps pasted).")
         text = text.strip()
         if not text:
             raise MindwellError(f"'{field}' is empty.", "Write something first.")
@@ -167,8 +175,11 @@ class CompanionService:
                 [{"role": "system", "content": COUNSELOR_SYSTEM_PROMPT},
                  {"role": "user", "content": prompt}], korean)).strip()
         if stored:
-            self.store.complete_diary(user.id, entry_id, analysis, answer, risk.escalate)
-            if not risk.escalate:  # crisis words are never recalled into later prompts
+            # Zero rows: the entry was erased while the reply was written; then nothing of
+            # it may come back as a memory.
+            still_there = self.store.complete_diary(user.id, entry_id, analysis, answer,
+                                                    risk.escalate)
+            if still_there and not risk.escalate:  # crisis words are never recalled
                 self.memory.remember(user.id, "diary", entry_id, text, created_at=created)
         return {"id": entry_id, "created_at": created, "text": text, "analysis": analysis,
                 "reply": answer, "escalated": risk.escalate, "stored": stored}
@@ -186,7 +197,8 @@ class CompanionService:
             by_day.setdefault(day, []).append(entry)
         points = []
         for day, entries in by_day.items():
-            analysed = [e["analysis"] for e in entries if e["analysis"]]
+            analysed = [e["analysis"] for e in entries
+                        if e["analysis"] and "emotion" in e["analysis"]]
             emotions = [a["emotion"]["label"] for a in analysed]
             points.append({
                 "date": day,
@@ -234,59 +246,68 @@ class CompanionService:
 
     def chat_turn(self, user: User, session_id: str, text: str) -> Iterator[dict]:
         """Events of one exchange: notices, reply pieces, then ``done``. Checks (session,
-        text) happen before the first event, so errors become a 4xx, not a broken stream."""
+        text, a reply already in progress) happen before the first event, so errors become
+        a 4xx, not a broken stream."""
         text = self.check_text(text)
         row = self._session_row(user, session_id)
         if row["ended_at"]:
             raise MindwellError(f"Chat session '{session_id}' has ended.",
                                 "Start a new one with POST /api/v1/sessions.")
-        return self._chat_events(user, session_id, text)
-
-    def _chat_events(self, user: User, session_id: str, text: str) -> Iterator[dict]:
         lock = self._lock(session_id)
-        # One message at a time per session (the history is shared); a reply whose client
-        # vanished releases the lock when its generator is collected, the timeout is a
-        # backstop.
-        if not lock.acquire(timeout=300):
-            raise MindwellError("This chat is still answering an earlier message.",
-                                "Wait for that reply, then send again.")
+        # One message at a time per session (the history is shared). Refused rather than
+        # queued: a waiting request would hold one of the server's threads.
+        if not lock.acquire(blocking=False):
+            raise Busy("This chat is still answering an earlier message.",
+                       "Wait for that reply, then send again.")
         try:
-            yield from self._locked_chat_events(user, session_id, text)
-        finally:
+            chat = self._chat(user, session_id)
+            chat.locale = self.locale(user)
+            analysis = self._analyze(text)
+            events_before = len(chat.events)
+            context = ""
+            if not chat.crisis_mode:
+                context = Memory.as_context(self._recall(user, text, exclude_session=session_id))
+            chat.context = (lambda: context) if context else None
+            asked_at = time.time()
+            turn = chat.ask(text)
+            analysis["risk"] = turn.risk.as_dict()
+            # Saved before the reply streams: a client that goes away mid-reply must not take
+            # the person's message or an escalation event with it.
+            self.store.add_turn(user.id, session_id, "user", text, analysis, at=asked_at)
+            for event in chat.events[events_before:]:
+                self.store.add_event(user.id, session_id, event["type"],
+                                     {k: v for k, v in event.items() if k not in {"type", "time"}},
+                                     at=event["time"])
+        except BaseException:
             lock.release()
+            raise
+        return self._reply_events(user, session_id, chat, turn, analysis, asked_at, lock)
 
-    def _locked_chat_events(self, user: User, session_id: str, text: str) -> Iterator[dict]:
-        chat = self._chat(user, session_id)
-        chat.locale = self.locale(user)
-        analysis = self._analyze(text)
-        events_before = len(chat.events)
-        context = ""
-        if not chat.crisis_mode:
-            context = Memory.as_context(self._recall(user, text, exclude_session=session_id))
-        chat.context = (lambda: context) if context else None
-        asked_at = time.time()
-        turn = chat.ask(text)
-        for notice in turn.notices:
-            yield {"type": "notice", "text": notice}
+    def _reply_events(self, user: User, session_id: str, chat: ChatSession, turn, analysis: dict,
+                      asked_at: float, lock: threading.Lock) -> Iterator[dict]:
         pieces = []
-        for piece in turn.pieces:
-            if piece:  # byte-level tokens can finish a character later
-                pieces.append(piece)
-                yield {"type": "delta", "text": piece}
-        reply = "".join(pieces).strip()
-        analysis["risk"] = turn.risk.as_dict()
-        self.store.add_turn(user.id, session_id, "user", text, analysis, at=asked_at)
-        self.store.add_turn(user.id, session_id, "assistant", reply)
-        for event in chat.events[events_before:]:
-            self.store.add_event(user.id, session_id, event["type"],
-                                 {k: v for k, v in event.items() if k not in {"type", "time"}},
-                                 at=event["time"])
-        self.store.save_session(user.id, session_id, {
-            "history": chat.history, "crisis_mode": chat.crisis_mode,
-            "crisis_step": chat.crisis_step, "disclosed_at": chat.disclosed_at})
-        if row_mode_keeps(self.store, user, session_id) and not turn.escalated:
-            self.memory.remember(user.id, "turn", f"{session_id}", text,
-                                 session_id=session_id, created_at=asked_at)
+        try:
+            for notice in turn.notices:
+                yield {"type": "notice", "text": notice}
+            for piece in turn.pieces:
+                if piece:  # byte-level tokens can finish a character later
+                    pieces.append(piece)
+                    yield {"type": "delta", "text": piece}
+        finally:
+            # Runs when the reply ends or the client leaves (the generator is closed).
+            try:
+                reply = "".join(pieces).strip()
+                self.store.add_turn(user.id, session_id, "assistant", reply)
+                self.store.save_session(user.id, session_id, {
+                    "history": chat.history, "crisis_mode": chat.crisis_mode,
+                    "crisis_step": chat.crisis_step, "disclosed_at": chat.disclosed_at})
+                if row_mode_keeps(self.store, user, session_id) and not turn.escalated:
+                    self.memory.remember(user.id, "turn", session_id, turn.user_text,
+                                         session_id=session_id, created_at=asked_at)
+            except MindwellError:
+                pass  # the session was erased meanwhile: nothing to keep
+            finally:
+                lock.release()
         yield {"type": "done", "reply": reply, "escalated": turn.escalated,
                "crisis_mode": chat.crisis_mode, "risk": turn.risk.as_dict(),
                "emotion": analysis.get("emotion"), "notices": turn.notices}
@@ -382,21 +403,32 @@ class CompanionService:
         filled with ``escalated`` and ``risk`` once the pieces are consumed."""
         if not messages or messages[-1].get("role") != "user":
             raise MindwellError("The last message must have role 'user'.")
-        for message in messages:
-            self.check_text(message.get("content", ""), "content")
-        system = [m for m in messages if m["role"] == "system"]
-        dialogue = [m for m in messages if m["role"] in {"user", "assistant"}]
-        chat = ChatSession(self.backend, system_prompt=system[0]["content"] if system else
-                           COUNSELOR_SYSTEM_PROMPT, safety=self.safety, sampling=sampling,
+        # The counselor's instructions always apply: a client's system message is ignored,
+        # so no client can switch off "never diagnose, never name doses". Empty assistant
+        # turns (tool calls) carry nothing to keep.
+        dialogue = [m for m in messages if m["role"] == "user" or (
+            m["role"] == "assistant" and m.get("content", "").strip())]
+        for message in dialogue:
+            message["content"] = self.check_text(message.get("content", ""), "content")
+        dialogue = _alternating(dialogue)
+        chat = ChatSession(self.backend, safety=self.safety, sampling=sampling,
                            locale=self.locale(user))
         chat.guardrail = self.guardrail
-        chat.history = [{"role": m["role"], "content": m["content"]} for m in dialogue[:-1]]
-        earlier = [m["content"] for m in dialogue[:-1] if m["role"] == "assistant"]
-        if earlier and earlier[-1].strip().startswith(FIXED_REPLY_PREFIXES) and \
-                earlier[-1].strip() not in SAFE_AGAIN.values():
+        history = []
+        for index, message in enumerate(dialogue[:-1]):
+            content = message["content"]
+            if message["role"] == "assistant":
+                content = _without_disclosure(content)
+            elif _is_fixed_reply(dialogue[index + 1]["content"]) and not says_safe(content):
+                # What the person said before one of mindwell's crisis replies stays out of
+                # the prompt, as in the app.
+                content = WITHHELD_CRISIS_MESSAGE
+            history.append({"role": message["role"], "content": content})
+        chat.history = history
+        replies = [m["content"] for m in history if m["role"] == "assistant"]
+        if replies and _is_fixed_reply(replies[-1]):
             chat.crisis_mode = True
-            chat.crisis_step = sum(text.strip().startswith(FIXED_REPLY_PREFIXES)
-                                   for text in earlier[-6:]) - 1
+            chat.crisis_step = sum(_is_fixed_reply(text) for text in replies[-6:]) - 1
         first = sum(m["role"] == "user" for m in dialogue) == 1
         turn = chat.ask(dialogue[-1]["content"])
         info = {"escalated": turn.escalated, "risk": turn.risk.as_dict()}
@@ -407,6 +439,31 @@ class CompanionService:
             yield from turn.pieces
 
         return pieces(), info
+
+
+def _alternating(messages: list[Message]) -> list[Message]:
+    """Chat templates such as Gemma's need user and assistant turns to alternate, starting
+    with the user: turns in a row from one side are joined, leading assistant turns dropped."""
+    merged: list[Message] = []
+    for message in messages:
+        if not merged and message["role"] != "user":
+            continue
+        if merged and merged[-1]["role"] == message["role"]:
+            merged[-1] = {**merged[-1],
+                          "content": merged[-1]["content"] + "\n\n" + message["content"]}
+        else:
+            merged.append(dict(message))
+    return merged
+
+
+def _without_disclosure(text: str) -> str:
+    return text.strip().removeprefix(AI_DISCLOSURE).strip()
+
+
+def _is_fixed_reply(text: str) -> bool:
+    """One of mindwell's crisis-mode replies (not the "glad you're safe" one that ends it)."""
+    text = _without_disclosure(text)
+    return text.startswith(FIXED_REPLY_PREFIXES) and text not in SAFE_AGAIN.values()
 
 
 def row_mode_keeps(store: Store, user: User, session_id: str) -> bool:

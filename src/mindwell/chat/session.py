@@ -112,7 +112,8 @@ class ChatSession:
         if extra:  # e.g. the webcam summary; it travels with this message only
             content = f"{text}\n\n({extra})"
         messages = self._fit([*self.history, {"role": "user", "content": content}], notices)
-        return Turn(text, risk, self._stream_and_remember(messages, korean), notices)
+        suffix = content[len(text):]
+        return Turn(text, risk, self._stream_and_remember(messages, korean, suffix), notices)
 
     def _fixed_turn(self, text: str, risk: RiskAssessment, notices: list[str], reply: str,
                     withhold: bool = True) -> Turn:
@@ -125,7 +126,8 @@ class ChatSession:
         return Turn(text, risk, (piece for piece in [reply]), notices,
                     escalated=risk.escalate or self.crisis_mode)
 
-    def _stream_and_remember(self, messages: list[Message], korean: bool) -> Iterator[str]:
+    def _stream_and_remember(self, messages: list[Message], korean: bool,
+                             context_suffix: str = "") -> Iterator[str]:
         shown: list[str] = []
         try:
             pieces = self.backend.generate(
@@ -138,7 +140,14 @@ class ChatSession:
         finally:
             # Even a reply cut short (Ctrl-C) stays in history, so the next turn's prompt
             # shares the cached prefix and the conversation reads as it happened.
-            self.history = [*messages, {"role": "assistant", "content": "".join(shown).strip()}]
+            # The per-turn context (webcam summary, recalled memories) is left out of the
+            # history: it was for this reply only, and a memory the person later erases
+            # must not live on inside the conversation.
+            asked = messages[-1]["content"]
+            if context_suffix and asked.endswith(context_suffix):
+                asked = asked[: -len(context_suffix)]
+            self.history = [*messages[:-1], {"role": "user", "content": asked},
+                            {"role": "assistant", "content": "".join(shown).strip()}]
 
     def _system(self) -> Message:
         return {"role": "system", "content": self.system_prompt}

@@ -247,11 +247,14 @@ class Store:
         return int(rows[0][0])
 
     def complete_diary(self, user_id: int, entry_id: int, analysis: dict, reply: str | None,
-                       escalated: bool) -> None:
-        self._execute("UPDATE diary_entries SET analysis = ?, reply = ?, escalated = ? "
-                      "WHERE id = ? AND user_id = ?",
-                      (json.dumps(analysis, ensure_ascii=False), reply, int(escalated),
-                       entry_id, user_id))
+                       escalated: bool) -> bool:
+        """False when the entry no longer exists (erased while it was being answered)."""
+        with self._tx() as cursor:
+            return bool(self._count(
+                cursor, "UPDATE diary_entries SET analysis = ?, reply = ?, escalated = ? "
+                "WHERE id = ? AND user_id = ?",
+                (json.dumps(analysis, ensure_ascii=False), reply, int(escalated), entry_id,
+                 user_id)))
 
     def diary(self, user_id: int, limit: int = 50, since: float | None = None) -> list[dict]:
         rows = self._execute(

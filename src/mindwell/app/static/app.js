@@ -232,7 +232,7 @@
     }
     const ephemeral = me.mode === "ephemeral";
     byId("mode-current").textContent = ephemeral
-      ? "Now: ephemeral. Nothing you write is kept."
+      ? "Now: ephemeral. Diary entries are not kept; a chat is erased when it ends."
       : "Now: journal. Entries and conversations are kept until you erase them.";
     byId("diary-mode-note").textContent = ephemeral
       ? "Ephemeral mode: this entry will be answered, not saved."
