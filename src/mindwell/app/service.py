@@ -30,6 +30,7 @@ from mindwell.safety.crisis import (
 )
 from mindwell.safety.guardrails import OutputGuardrail, guarded_stream
 
+MAX_CACHED_CHATS = 256  # open chats kept in memory; older ones reload from the store
 MAX_TEXT_CHARS = 64 * 1024  # requests with more text than this are refused (413)
 DIARY_PROMPT = (
     "Here is my diary entry for today. Please answer it as a short, warm note: reflect what I "
@@ -238,6 +239,14 @@ class CompanionService:
         chat.crisis_step = state.get("crisis_step", 0)
         chat.disclosed_at = state.get("disclosed_at", row["started_at"])
         self._chats[session_id] = (user.id, chat)
+        while len(self._chats) > MAX_CACHED_CHATS:
+            # The oldest open chat leaves memory; its state is in the store and reloads.
+            oldest = next(iter(self._chats))
+            self._chats.pop(oldest, None)
+            with self._locks_guard:
+                lock = self._chat_locks.get(oldest)
+                if lock is not None and not lock.locked():
+                    self._chat_locks.pop(oldest, None)
         return chat
 
     def _lock(self, session_id: str) -> threading.Lock:
