@@ -351,6 +351,7 @@ def analyze(
 
     Example: mindwell analyze "I can't sleep and nothing feels worth doing" --json
     """
+    _single_thread_blas()
     import json
 
     from mindwell.analysis.analyzer import default_analyzer, text_problem
