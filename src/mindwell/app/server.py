@@ -454,7 +454,7 @@ def create_app(service: CompanionService) -> FastAPI:
                             "size": 0, "digest": "",
                             "details": {"format": "gguf", "family": "mindwell"}}]}
 
-    def ollama_stream(pieces, make_line, started: float) -> StreamingResponse | dict:
+    def ollama_stream(pieces, make_line, started: float) -> StreamingResponse:
         def lines() -> Iterator[str]:
             count = 0
             try:
@@ -472,43 +472,36 @@ def create_app(service: CompanionService) -> FastAPI:
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
-    @app.post("/api/chat", tags=["ollama"])
-    def ollama_chat(body: OllamaChatIn, user: Auth):
+    def ollama_reply(user: User, messages: list[dict], options: OllamaOptions, stream: bool,
+                     payload) -> StreamingResponse | dict:
+        """One Ollama answer; ``payload`` wraps a piece of text the way the route needs
+        (``message`` for /api/chat, ``response`` for /api/generate)."""
         started = time.time()
-        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-        o = body.options
-        sampling = sampling_from(o.num_predict, o.temperature, o.top_p, o.top_k,
-                                 o.repeat_penalty, o.seed)
+        sampling = sampling_from(options.num_predict, options.temperature, options.top_p,
+                                 options.top_k, options.repeat_penalty, options.seed)
         pieces, info = service.complete(user, messages, sampling)
         model = service.backend.name
 
         def line(piece: str) -> dict:
-            return {"model": model, "created_at": _iso(time.time()),
-                    "message": {"role": "assistant", "content": piece}}
+            return {"model": model, "created_at": _iso(time.time()), **payload(piece)}
 
-        if body.stream:
+        if stream:
             return ollama_stream(pieces, line, started)
         return {**line("".join(pieces)), "done": True, "done_reason": "stop",
                 "total_duration": int((time.time() - started) * 1e9), "mindwell": info}
+
+    @app.post("/api/chat", tags=["ollama"])
+    def ollama_chat(body: OllamaChatIn, user: Auth):
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        return ollama_reply(user, messages, body.options, body.stream, lambda piece: {
+            "message": {"role": "assistant", "content": piece}})
 
     @app.post("/api/generate", tags=["ollama"])
     def ollama_generate(body: OllamaGenerateIn, user: Auth):
-        started = time.time()
         messages = ([{"role": "system", "content": body.system}] if body.system else []) + \
             [{"role": "user", "content": body.prompt}]
-        o = body.options
-        sampling = sampling_from(o.num_predict, o.temperature, o.top_p, o.top_k,
-                                 o.repeat_penalty, o.seed)
-        pieces, info = service.complete(user, messages, sampling)
-        model = service.backend.name
-
-        def line(piece: str) -> dict:
-            return {"model": model, "created_at": _iso(time.time()), "response": piece}
-
-        if body.stream:
-            return ollama_stream(pieces, line, started)
-        return {**line("".join(pieces)), "done": True, "done_reason": "stop",
-                "total_duration": int((time.time() - started) * 1e9), "mindwell": info}
+        return ollama_reply(user, messages, body.options, body.stream,
+                            lambda piece: {"response": piece})
 
     return app
 

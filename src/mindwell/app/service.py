@@ -290,10 +290,12 @@ class CompanionService:
         except BaseException:
             lock.release()
             raise
-        return self._reply_events(user, session_id, chat, turn, analysis, asked_at, lock)
+        remember = row["mode"] == "journal" and not turn.escalated
+        return self._reply_events(user, session_id, chat, turn, analysis, asked_at, lock,
+                                  remember)
 
     def _reply_events(self, user: User, session_id: str, chat: ChatSession, turn, analysis: dict,
-                      asked_at: float, lock: threading.Lock) -> Iterator[dict]:
+                      asked_at: float, lock: threading.Lock, remember: bool) -> Iterator[dict]:
         pieces = []
         try:
             for notice in turn.notices:
@@ -310,7 +312,7 @@ class CompanionService:
                 self.store.save_session(user.id, session_id, {
                     "history": chat.history, "crisis_mode": chat.crisis_mode,
                     "crisis_step": chat.crisis_step, "disclosed_at": chat.disclosed_at})
-                if row_mode_keeps(self.store, user, session_id) and not turn.escalated:
+                if remember:  # an erased session refuses the memory (MindwellError below)
                     self.memory.remember(user.id, "turn", session_id, turn.user_text,
                                          session_id=session_id, created_at=asked_at)
             except MindwellError:
@@ -473,8 +475,3 @@ def _is_fixed_reply(text: str) -> bool:
     """One of mindwell's crisis-mode replies (not the "glad you're safe" one that ends it)."""
     text = _without_disclosure(text)
     return text.startswith(FIXED_REPLY_PREFIXES) and text not in SAFE_AGAIN.values()
-
-
-def row_mode_keeps(store: Store, user: User, session_id: str) -> bool:
-    row = store.session(user.id, session_id)
-    return bool(row) and row["mode"] == "journal"
