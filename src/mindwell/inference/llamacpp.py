@@ -17,6 +17,7 @@ import os
 import queue
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,6 +101,28 @@ class LlamaCppBackend(Backend):
                 "know. Run `mindwell models verify` for embedded models, or re-export it.",
             ) from err
         self._address = self._server.listening_address
+        self._wait_until_serving()
+
+    def _wait_until_serving(self, timeout: float = 60.0) -> None:
+        """Return once llama.cpp's server loop answers.
+
+        The binding starts that loop on its own thread; destroying the server before the
+        loop runs deadlocks the destructor (seen as `chat --once` hanging after a crisis
+        reply, which never needs the model), so a backend is only handed out once it serves.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self._address}/health", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise MindwellError(
+                    f"llama.cpp loaded {self.model_path} but its server did not start.",
+                    "Try again; if it keeps happening, run `mindwell models verify`.",
+                )
+            time.sleep(0.02)
 
     # -- generation -------------------------------------------------------------------
     def request(self, prompt: str, params: SamplingParams, stream: bool = True) -> dict:
