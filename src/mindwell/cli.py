@@ -551,6 +551,9 @@ def eval_generation(
     split: Annotated[str, typer.Option(help="The split to keep.")] = "test",
     limit: Annotated[int, typer.Option(min=1, help="At most this many prompts.")] = 50,
     max_tokens: Annotated[int, typer.Option(min=1, help="Reply length.")] = 128,
+    samples: Annotated[
+        int, typer.Option(min=0, help="Prompts shown with every model's reply in the report.")
+    ] = 5,
     ppl: Annotated[bool, typer.Option("--perplexity/--no-perplexity",
                                       help="Score reference answers (transformers).")] = True,
     generate: Annotated[bool, typer.Option(help="Generate replies and compare them.")] = True,
@@ -571,7 +574,7 @@ def eval_generation(
                        split_column, split if split_column else None, limit)
     results = [evaluate_generation(spec, pairs, max_tokens, ppl=ppl, generate=generate)
                for spec in model]
-    report = write_generation_report(results, pairs, data, out)
+    report = write_generation_report(results, pairs, data, out, samples=samples)
     console = Console()
     console.print(report.read_text().split("\n## ")[0], highlight=False)
     console.print(f"Report with sample replies: {report}", highlight=False)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mindwell.analysis.generation import load_pairs, repetition_rate
+from mindwell.analysis.generation import load_pairs, repetition_rate, reply_prompt
 from mindwell.errors import MindwellError
+from mindwell.inference.templates import GEMMA
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = ROOT / "configs" / "data" / "tiny-chat.jsonl"
@@ -26,6 +27,23 @@ def test_pairs_from_multi_turn_and_single_turn_data(tmp_path):
         load_pairs(str(table), ["title"], "answer", "split", "validation")
     with pytest.raises(MindwellError, match="no column"):
         load_pairs(str(table), ["question"], "answer")
+
+
+def test_multi_turn_data_with_its_own_system_prompt_renders_for_gemma(tmp_path):
+    # ESConv's conversations carry a system message and some open with the counselor.
+    data = tmp_path / "esconv.jsonl"
+    data.write_text(json.dumps({"messages": [
+        {"role": "system", "content": "You are a supportive listener."},
+        {"role": "assistant", "content": "Hello. How are you today?"},
+        {"role": "user", "content": "a little sad"},
+        {"role": "assistant", "content": "I'm sorry. Do you want to tell me more?"},
+        {"role": "user", "content": "work is stressful"},
+        {"role": "assistant", "content": "That sounds heavy."}]}) + "\n")
+    (pair,) = load_pairs(str(data))
+    messages = reply_prompt(pair, "Be kind.")
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[0]["content"] == "Be kind."
+    assert "supportive listener" not in GEMMA.render(messages, add_generation_prompt=True)
 
 
 def test_repetition_rate():

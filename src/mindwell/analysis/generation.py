@@ -83,14 +83,20 @@ def load_pairs(data: str, prompt_columns: list[str] | None = None,
 
 def perplexity(model_spec: str, pairs: list[Pair], max_length: int = 1024) -> float:
     """exp(mean negative log-likelihood) of the reference answers' tokens."""
+    from mindwell.models.hf import load_causal_lm
+    from mindwell.models.registry import resolve
+
+    model, tokenizer = load_causal_lm(resolve(model_spec))
+    return perplexity_of(model, tokenizer, pairs, max_length)
+
+
+def perplexity_of(model, tokenizer, pairs: list[Pair], max_length: int = 1024) -> float:
+    """``perplexity`` for a model already loaded (one load for several data sets)."""
     import torch
 
     from mindwell.inference.hf import template_for_tokenizer
-    from mindwell.models.hf import load_causal_lm
-    from mindwell.models.registry import resolve
     from mindwell.train.sft import IGNORE_INDEX, tokenize_conversation
 
-    model, tokenizer = load_causal_lm(resolve(model_spec))
     model_type = getattr(getattr(model, "config", None), "model_type", "") or ""
     template = template_for_tokenizer(tokenizer, model_type, None)
     total_nll, total_tokens = 0.0, 0
@@ -130,10 +136,18 @@ def generate_replies(model_spec: str, pairs: list[Pair], max_tokens: int) -> lis
     replies = []
     with load_backend(model_spec) as backend:
         for pair in pairs:
-            messages = [{"role": "system", "content": COUNSELOR_SYSTEM_PROMPT}, *pair.messages]
-            replies.append(backend.generate(messages, stream=False, max_tokens=max_tokens,
+            replies.append(backend.generate(reply_prompt(pair, COUNSELOR_SYSTEM_PROMPT),
+                                            stream=False, max_tokens=max_tokens,
                                             temperature=0.0).strip())
     return replies
+
+
+def reply_prompt(pair: Pair, system_prompt: str) -> list[dict]:
+    """The conversation every compared model answers: mindwell's counselor prompt in place
+    of the data set's own system message (ESConv brings one), so all models get the same
+    instructions and a template that allows one system turn still renders."""
+    return [{"role": "system", "content": system_prompt},
+            *(m for m in pair.messages if m["role"] != "system")]
 
 
 def evaluate_generation(model_spec: str, pairs: list[Pair], max_tokens: int = 128,
