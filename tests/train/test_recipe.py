@@ -59,3 +59,14 @@ def test_every_shipped_recipe_validates_and_dry_runs(path, monkeypatch):
     recipe = load_recipe(path)
     lines = dry_run(recipe)
     assert lines[0].startswith(f"task {recipe.task}")
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_counselor_recipes_train_with_the_prompt_mindwell_serves(path):
+    # A counselor trained under one system prompt and served with another meets a prompt
+    # it never saw; export's Modelfile and `mindwell chat` both use COUNSELOR_SYSTEM_PROMPT.
+    from mindwell.chat.prompts import COUNSELOR_SYSTEM_PROMPT
+
+    recipe = load_recipe(path)
+    if recipe.task == "sft" and "counsel" in path.name:
+        assert recipe.system_prompt == COUNSELOR_SYSTEM_PROMPT
