@@ -110,6 +110,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--safety-tokens", type=int, default=64)
     parser.add_argument("--no-safety", action="store_true", help="skip the red-team suites")
+    parser.add_argument("--from-json", action="store_true",
+                        help="only rewrite the docs section from --out's saved results")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-counselor.json")
     args = parser.parse_args()
 
@@ -117,6 +119,11 @@ def main() -> None:
     from mindwell.safety.evaluate import evaluate, read_suite
 
     data = datasets(args.limit)
+    if args.from_json:
+        saved = json.loads(args.out.read_text())
+        print(write_section("counselor", TITLE, body(saved, data, args, saved["seconds"]),
+                            command(args)))
+        return
     adapter = args.run / "adapter"
     models = {
         "SmolLM2-135M-Instruct": ("smollm2-135m-instruct", resolve("smollm2-135m-instruct").path),
@@ -157,11 +164,18 @@ def main() -> None:
         finally:
             backend.close()
         results["models"][label] = row
+    results["seconds"] = time.time() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    print(write_section("counselor", "The counselor model: SmolLM2 vs Gemma 3 270M base vs "
-                        "Gemma 3 270M + LoRA", body(results, data, args, time.time() - started),
-                        f"python benchmarks/counselor.py --run {args.run} --gguf {args.gguf}"))
+    print(write_section("counselor", TITLE, body(results, data, args, results["seconds"]),
+                        command(args)))
+
+
+TITLE = "The counselor model: SmolLM2 vs Gemma 3 270M base vs Gemma 3 270M + LoRA"
+
+
+def command(args) -> str:
+    return f"python benchmarks/counselor.py --run {args.run} --gguf {args.gguf}"
 
 
 def body(results: dict, data: dict, args, seconds: float) -> str:
@@ -184,10 +198,17 @@ def body(results: dict, data: dict, args, seconds: float) -> str:
                    for s in ("redteam", "redteam_holdout")],
           f"{m['tokens_per_s']:.1f}", f"{m['ttft_ms']:.0f}", f"{m['size_mb']:.0f}"]
          for label, m in results["models"].items()])
-    samples = ["### Sample replies (counsel-chat test, the first ten prompts, greedy)\n"]
+    samples = ["### Sample replies (counsel-chat test, the first ten distinct questions, "
+               "greedy)\n"]
     pairs = data["counsel-chat test"]
-    for index, pair in enumerate(pairs[:10]):
-        samples.append(f"**{index + 1}. {_short(pair.messages[-1]['content'], 300)}**\n")
+    # counsel-chat has several therapists' answers per question: each is a pair (and counts
+    # in the metrics), but a question is shown once.
+    first_of_question = {}
+    for index, pair in enumerate(pairs):
+        first_of_question.setdefault(pair.messages[-1]["content"], index)
+    for number, index in enumerate(list(first_of_question.values())[:10], start=1):
+        pair = pairs[index]
+        samples.append(f"**{number}. {_short(pair.messages[-1]['content'], 300)}**\n")
         samples.append(f"- *therapist (reference)*: {_short(pair.reference, 300)}")
         for label in labels:
             reply = results["models"][label]["data"]["counsel-chat test"]["replies"][index]
@@ -195,7 +216,9 @@ def body(results: dict, data: dict, args, seconds: float) -> str:
         samples.append("")
     return (
         f"Greedy replies up to {args.max_tokens} tokens with mindwell's counselor system prompt "
-        f"in llama.cpp; {args.limit} prompts per data set at most. Perplexity is of the "
+        f"in llama.cpp; {args.limit} prompts per data set at most (counsel-chat's "
+        f"{len(pairs)} are {len(first_of_question)} questions, each with its therapists' "
+        "answers as separate references). Perplexity is of the "
         "reference answers' tokens and compares only models with one tokenizer (the two "
         "Gemma rows); SmolLM2's is on its own tokens. Similarity: cosine of reply and "
         "reference in the shipped multilingual encoder. Safety: the red-team suites through "
