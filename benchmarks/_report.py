@@ -69,3 +69,22 @@ def write_section(name: str, title: str, body: str, command: str) -> str:
     )
     DOC.write_text(text)
     return section
+
+
+def decode_speed(backend, conversations: list[list[dict]]) -> tuple[float, float]:
+    """(median decode tokens/s, median time to first token in ms) of a llama.cpp backend,
+    greedy 128-token replies, one per conversation."""
+    from mindwell.inference import SamplingParams
+
+    rates, first = [], []
+    params = SamplingParams(max_tokens=128, temperature=0.0, seed=1)
+    for messages in conversations:
+        prompt = backend.render(messages)
+        started = time.perf_counter()
+        pieces = backend.stream_prompt(prompt, params)
+        next(pieces)
+        first.append(1000 * (time.perf_counter() - started))
+        for _ in pieces:
+            pass
+        rates.append(backend.last_stats.extra.get("timings", {}).get("predicted_per_second", 0.0))
+    return median(rates), median(first)

@@ -27,15 +27,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import median, table, write_section
+from _report import decode_speed, table, write_section
 from mindwell.analysis.generation import (
+    answer_pairs,
     load_pairs,
     perplexity_of,
     repetition_rate,
-    reply_prompt,
+    reply_similarity,
 )
 from mindwell.chat.prompts import COUNSELOR_SYSTEM_PROMPT
-from mindwell.inference import SamplingParams
 from mindwell.inference.llamacpp import LlamaCppBackend
 from mindwell.models.registry import resolve
 
@@ -65,41 +65,10 @@ def datasets(limit: int) -> dict:
     }
 
 
-def generate(backend, pairs, max_tokens: int) -> tuple[list[str], list[bool]]:
-    replies, ended = [], []
-    params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
-    for pair in pairs:
-        text = "".join(backend.stream_prompt(
-            backend.render(reply_prompt(pair, COUNSELOR_SYSTEM_PROMPT)), params))
-        replies.append(text.strip())
-        ended.append(backend.last_stats.finish_reason == "stop")
-    return replies, ended
-
-
-def similarity(replies: list[str], references: list[str]) -> float:
-    from mindwell.models.embedder import embed_texts
-
-    kept = [(r, ref) for r, ref in zip(replies, references, strict=True) if r]
-    a, b = embed_texts([r for r, _ in kept]), embed_texts([ref for _, ref in kept])
-    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-9)
-    return float(cosine.mean())
-
-
 def speed(backend) -> tuple[float, float]:
-    """(median decode tokens/s, median time to first token in ms), greedy, 128 tokens."""
-    rates, first = [], []
-    params = SamplingParams(max_tokens=128, temperature=0.0)
-    for prompt in SPEED_PROMPTS:
-        text = backend.render([{"role": "system", "content": COUNSELOR_SYSTEM_PROMPT},
-                               {"role": "user", "content": prompt}])
-        started = time.perf_counter()
-        pieces = backend.stream_prompt(text, params)
-        next(pieces)
-        first.append(1000 * (time.perf_counter() - started))
-        for _ in pieces:
-            pass
-        rates.append(backend.last_stats.extra.get("timings", {}).get("predicted_per_second", 0))
-    return median(rates), median(first)
+    return decode_speed(backend, [[{"role": "system", "content": COUNSELOR_SYSTEM_PROMPT},
+                                   {"role": "user", "content": prompt}]
+                                  for prompt in SPEED_PROMPTS])
 
 
 def main() -> None:
@@ -145,9 +114,9 @@ def main() -> None:
         backend = LlamaCppBackend(Path(gguf), n_ctx=4096)
         try:
             for name, pairs in data.items():
-                replies, ended = generate(backend, pairs, args.max_tokens)
+                replies, ended = answer_pairs(backend, pairs, args.max_tokens)
                 row["data"][name].update(
-                    similarity=similarity(replies, [p.reference for p in pairs]),
+                    similarity=reply_similarity(replies, [p.reference for p in pairs]),
                     words=float(np.mean([len(r.split()) for r in replies])),
                     repetition=float(np.mean([repetition_rate(r) for r in replies])),
                     ended=float(np.mean(ended)), replies=replies)

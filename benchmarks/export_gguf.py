@@ -25,8 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _report import median, table, write_section
-from mindwell.inference import SamplingParams
+from _report import decode_speed, table, write_section
 from mindwell.inference.llamacpp import LlamaCppBackend
 from mindwell.models.registry import resolve
 
@@ -40,22 +39,10 @@ PROMPTS = [
 def speed(path: Path) -> tuple[float, float]:
     """(median decode tokens/s, median time to first token in ms)."""
     backend = LlamaCppBackend(path, n_ctx=2048, cache_prompt=False)
-    rates, first = [], []
     try:
-        params = SamplingParams(max_tokens=128, temperature=0.0, seed=1)
-        for prompt in PROMPTS:
-            prompt_text = backend.render([{"role": "user", "content": prompt}])
-            started = time.perf_counter()
-            pieces = backend.stream_prompt(prompt_text, params)
-            next(pieces)
-            first.append(1000 * (time.perf_counter() - started))
-            for _ in pieces:
-                pass
-            timings = backend.last_stats.extra.get("timings", {})
-            rates.append(timings.get("predicted_per_second", 0.0))
+        return decode_speed(backend, [[{"role": "user", "content": p}] for p in PROMPTS])
     finally:
         backend.close()
-    return median(rates), median(first)
 
 
 def gguf_section(export_dir: Path) -> str:

