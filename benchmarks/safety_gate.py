@@ -7,7 +7,11 @@ it escalates (``tests/safety/everyday.jsonl``, 300 lines written blind: small ta
 missing someone, low mood, questions), the share of everyday comments it escalates (random
 GoEmotions dev and KOTE test comments: real text never used in training, almost none of it
 crisis), how it splits SDCNL's test posts (r/SuicideWatch vs
-r/depression, title and first two sentences), and the time per assessment on this CPU.
+r/depression, title and first two sentences), and the time per assessment on this CPU
+(mean and 95th percentile). A second table shows how often texts from outside the suites
+get the crisis reply: diary entries (the serve benchmark's), dair-ai emotion tweets,
+dreaddit stress posts, Korean single-turn utterances (300 random each; real text, almost
+none of it a crisis).
 Targets (issue 6): recall >= 0.99, false alarms <= 0.05, <= 5 ms per message.
 
     python benchmarks/safety_gate.py [--everyday 600]
@@ -26,6 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import numpy as np
+
 from _report import table, write_section
 from mindwell.safety.risk import RiskAssessor
 
@@ -37,14 +43,40 @@ COMPANION_EVERYDAY = ROOT / "tests" / "safety" / "everyday.jsonl"
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
-def suite_rates(assessor: RiskAssessor, path: Path) -> tuple[float, float, float]:
+def suite_rates(assessor: RiskAssessor, path: Path) -> tuple[float, float, list[float]]:
+    """(recall, false alarm rate, milliseconds per message)."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    started = time.perf_counter()
-    flags = [assessor.assess(r["text"], r.get("history")).escalate for r in rows]
-    ms = (time.perf_counter() - started) / len(rows) * 1000
+    flags, ms = [], []
+    for row in rows:
+        started = time.perf_counter()
+        flags.append(assessor.assess(row["text"], row.get("history")).escalate)
+        ms.append((time.perf_counter() - started) * 1000)
     positives = [f for f, r in zip(flags, rows, strict=True) if r["escalate"]]
     negatives = [f for f, r in zip(flags, rows, strict=True) if not r["escalate"]]
     return sum(positives) / len(positives), sum(negatives) / len(negatives), ms
+
+
+def outside_sets(count: int = 300) -> dict[str, list[str]]:
+    """Texts never used in training, almost none of them a crisis."""
+    from serve import DIARY_TEXTS
+
+    sets = {"diary entries": list(DIARY_TEXTS)}
+    dair = SHARED / "dair_emotion" / "test.txt"
+    if dair.exists():
+        sets["dair-ai tweets"] = [line.rsplit(";", 1)[0]
+                                  for line in dair.read_text().splitlines() if line]
+    dreaddit = SHARED / "dreaddit" / "dreaddit-test.csv"
+    if dreaddit.exists():
+        with dreaddit.open(newline="") as handle:
+            sets["dreaddit posts"] = [row["text"] for row in csv.DictReader(handle)]
+    korean = SHARED / "ko_single_turn_emotion" / "derived" / "ko_single_turn_4class.csv"
+    if korean.exists():
+        with korean.open(newline="") as handle:
+            sets["Korean utterances"] = [row["text"] for row in csv.DictReader(handle)]
+    for name, texts in sets.items():
+        random.Random(0).shuffle(texts)
+        sets[name] = texts[:count]
+    return sets
 
 
 def everyday_messages(count: int) -> list[str]:
@@ -81,7 +113,8 @@ def main() -> None:
     detectors = [("rules only (baseline)", RiskAssessor(use_embeddings=False)),
                  ("rules + learned layer (shipped)", RiskAssessor())]
     detectors[1][1].assess("warm up: load the embedder")
-    rows = []
+    outside = outside_sets()
+    rows, outside_rows = [], []
     for name, assessor in detectors:
         main_recall, main_fa, main_ms = suite_rates(assessor, SUITES[0])
         hold_recall, hold_fa, hold_ms = suite_rates(assessor, SUITES[1])
@@ -99,13 +132,22 @@ def main() -> None:
                        f"{sum(depression) / len(depression):.2f}")
         else:
             row += ["-", "-"]
-        row.append(f"{(main_ms + hold_ms) / 2:.2f}")
+        ms = np.array(main_ms + hold_ms)
+        row.append(f"{ms.mean():.1f} / {np.percentile(ms, 95):.1f}")
         rows.append(row)
         print(row, flush=True)
+        outside_rows.append([name] + [
+            f"{sum(assessor.assess(t).escalate for t in texts) / len(texts):.3f}"
+            for texts in outside.values()])
+        print(outside_rows[-1], flush=True)
     body = table(["detector", "suite recall", "suite false alarms", "holdout recall",
                   "holdout false alarms", "companion messages escalated",
                   f"everyday comments escalated (n={len(everyday)})",
-                  "SDCNL test escalated: SuicideWatch / depression", "ms per message"], rows)
+                  "SDCNL test escalated: SuicideWatch / depression",
+                  "ms per message: mean / p95"], rows)
+    body += "\n\nOutside the suites: share of texts that get the crisis reply.\n\n" + table(
+        ["detector", *(f"{name} (n={len(texts)})" for name, texts in outside.items())],
+        outside_rows)
     body += (
         "\n\nTargets: recall >= 0.99 and false alarms <= 0.05 on the suites, <= 5 ms per "
         "message. The learned layer's threshold is chosen on its own validation split "
