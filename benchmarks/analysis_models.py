@@ -11,14 +11,19 @@ Quality, each on a split never used for training or tuning (fixed splits from
 - emotion KO: the Korean 4-class test split (weighted F1);
 Speed on this CPU: texts per second batched (1,000 diary-like sentences, the full analysis
 including risk), one short text after load, and load time.
+The published approach, LoRA-tuned Gemma 3 270M classifiers, joins the same tables when
+its runs are given (``--lora``: output_dirs of configs/*-gemma-lora.yaml and
+configs/ko-emotion-4class.yaml), each scored on the same test splits, with its speed.
 Targets (issue 5): depression >= 95 % accuracy in-distribution, Korean weighted F1 >= 0.80,
 GoEmotions Ekman macro F1 >= 0.60, >= 200 texts/s, <= 20 ms per text, load <= 3 s.
 
-    python scripts/build_analysis_data.py && python benchmarks/analysis_models.py
+    python scripts/build_analysis_data.py && python benchmarks/analysis_models.py \
+        [--lora runs/depression-gemma-lora runs/emotion-en-gemma-lora ...]
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import sys
 import time
@@ -70,7 +75,35 @@ def train_cross_head(data: str, eval_data: str, name: str):
     return LinearHead.from_run(out / "adapter")
 
 
+def lora_classifiers(runs: list[Path]) -> dict[tuple[str, ...], list]:
+    """The runs' classifiers by label set, each with a row name saying how it was trained."""
+    import yaml
+
+    from mindwell.analysis.evaluate import load_classifier
+
+    found: dict[tuple[str, ...], list] = {}
+    for run in runs:
+        steps = yaml.safe_load((run / "recipe.yaml").read_text()).get("max_steps", -1)
+        classifier = load_classifier(str(run))
+        name = (f"Gemma 3 270M LoRA, {steps} CPU steps" if steps and steps > 0
+                else "Gemma 3 270M LoRA")
+        found.setdefault(tuple(classifier.labels), []).append((name, classifier))
+    return found
+
+
+def lora_predict(classifier, texts: list[str], speeds: list, data: str) -> list[str]:
+    started = time.perf_counter()
+    predicted = classifier.predict_proba(texts).argmax(1)
+    speeds.append([classifier.name, data,
+                   f"{len(texts) / (time.perf_counter() - started):.1f}"])
+    return [classifier.labels[i] for i in predicted]
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lora", type=Path, nargs="*", default=[],
+                        help="LoRA classify run directories to compare with the heads")
+    args = parser.parse_args()
     if not DATA.exists() or not SHARED.exists():
         raise SystemExit("Run python scripts/build_analysis_data.py first (needs ../shared/data).")
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
@@ -83,6 +116,8 @@ def main() -> None:
     analyzer.analyze(["first use loads the encoder's weights"])
     load_s = time.perf_counter() - started
     vader = SentimentIntensityAnalyzer()
+    lora = lora_classifiers(args.lora)
+    lora_speeds: list[list[str]] = []
     rows = []
     # -- depression ----------------------------------------------------------------------
     with (SHARED / "dreaddit" / "dreaddit-test.csv").open() as handle:
@@ -104,6 +139,8 @@ def main() -> None:
             ("head trained on tweets only", head_predict(only_tweets, vectors)),
             ("head trained on Reddit only", head_predict(only_reddit, vectors)),
             ("**shipped head (tweets + Reddit)**", head_predict(analyzer.depression, vectors)),
+            *((name, lora_predict(model, texts, lora_speeds, set_name))
+              for name, model in lora.get(("0", "1"), [])),
         ]
         for model, predicted in candidates:
             rows.append(["depression", set_name, model, *fmt(scores(truth, predicted,
@@ -116,12 +153,21 @@ def main() -> None:
                  *fmt(scores(truth, [majority] * len(truth), labels))])
     rows.append(["emotion EN", "GoEmotions test (Ekman + neutral)", "**shipped head**",
                  *fmt(scores(truth, head_predict(analyzer.emotion_en, embed(texts)), labels))])
+    for name, model in lora.get(tuple(labels), []):
+        rows.append(["emotion EN", "GoEmotions test (Ekman + neutral)", name,
+                     *fmt(scores(truth, lora_predict(model, texts, lora_speeds,
+                                                   "GoEmotions test"), labels))])
     dair = [line.rsplit(";", 1) for line in
             (SHARED / "dair_emotion" / "test.txt").read_text().splitlines() if ";" in line]
     dair_truth = [{"love": "joy"}.get(y, y) for _, y in dair]
+    dair_texts = [t for t, _ in dair]
     rows.append(["emotion EN", "dair-ai emotion test (cross-domain)", "**shipped head**",
-                 *fmt(scores(dair_truth, head_predict(analyzer.emotion_en,
-                                                      embed([t for t, _ in dair])), labels))])
+                 *fmt(scores(dair_truth, head_predict(analyzer.emotion_en, embed(dair_texts)),
+                             labels))])
+    for name, model in lora.get(tuple(labels), []):
+        rows.append(["emotion EN", "dair-ai emotion test (cross-domain)", name,
+                     *fmt(scores(dair_truth, lora_predict(model, dair_texts, lora_speeds,
+                                                        "dair-ai test"), labels))])
     texts, truth = read("ko_emotion_test")
     labels = list(analyzer.emotion_ko.labels)
     majority = Counter(truth).most_common(1)[0][0]
@@ -129,6 +175,10 @@ def main() -> None:
                  *fmt(scores(truth, [majority] * len(truth), labels))])
     rows.append(["emotion KO", "Korean 4-class test", "**shipped head**",
                  *fmt(scores(truth, head_predict(analyzer.emotion_ko, embed(texts)), labels))])
+    for name, model in lora.get(tuple(labels), []):
+        rows.append(["emotion KO", "Korean 4-class test", name,
+                     *fmt(scores(truth, lora_predict(model, texts, lora_speeds,
+                                                   "Korean test"), labels))])
     for row in rows:
         print(row, flush=True)
 
@@ -151,13 +201,18 @@ def main() -> None:
         ["one short text after load (median of 20)", f"{median(singles):.1f} ms", "<= 20 ms"],
     ])
     body = (table(["task", "test data", "model", "accuracy", "macro F1", "weighted F1"], rows)
-            + "\n\n" + speed + "\n\nAll models are linear heads on the embedded multilingual "
-            "sentence encoder (configs/*-embedding.yaml). A LoRA-tuned Gemma 3 270M Korean "
-            "classifier (400 CPU steps) reached weighted F1 0.720 on the same test split at ~12 "
-            "texts/s: docs/analysis.md. Not yet run: the depression LoRA classifier.")
+            + "\n\n" + speed + "\n\nThe shipped models are linear heads on the embedded "
+            "multilingual sentence encoder (configs/*-embedding.yaml).")
+    if lora_speeds:
+        body += (" The Gemma 3 270M LoRA rows are runs of configs/*-gemma-lora.yaml and "
+                 "configs/ko-emotion-4class.yaml, cut to the steps shown to fit this CPU; "
+                 "their speed, batches of 16 on 2 cores:\n\n"
+                 + table(["run", "test data", "texts/s"], lora_speeds))
+    command = "python scripts/build_analysis_data.py && python benchmarks/analysis_models.py"
+    if args.lora:
+        command += " --lora " + " ".join(str(run) for run in args.lora)
     print(write_section("analysis_models", "Text analysis: depression and emotion", body,
-                        "python scripts/build_analysis_data.py && "
-                        "python benchmarks/analysis_models.py"))
+                        command))
 
 
 if __name__ == "__main__":
