@@ -83,20 +83,16 @@ def lora_classifiers(runs: list[Path]) -> dict[tuple[str, ...], list]:
 
     found: dict[tuple[str, ...], list] = {}
     for run in runs:
+        if not (run / "recipe.yaml").exists() or not (run / "adapter").is_dir():
+            raise SystemExit(f"{run} is not a finished classify run (no recipe.yaml or "
+                             "adapter/): train it first, e.g. mindwell train "
+                             "configs/emotion-en-gemma-lora.yaml")
         steps = yaml.safe_load((run / "recipe.yaml").read_text()).get("max_steps", -1)
         classifier = load_classifier(str(run))
-        name = (f"Gemma 3 270M LoRA, {steps} CPU steps" if steps and steps > 0
+        name = (f"Gemma 3 270M LoRA, {steps} steps" if steps and steps > 0
                 else "Gemma 3 270M LoRA")
         found.setdefault(tuple(classifier.labels), []).append((name, classifier))
     return found
-
-
-def lora_predict(classifier, texts: list[str], speeds: list, data: str) -> list[str]:
-    started = time.perf_counter()
-    predicted = classifier.predict_proba(texts).argmax(1)
-    speeds.append([classifier.name, data,
-                   f"{len(texts) / (time.perf_counter() - started):.1f}"])
-    return [classifier.labels[i] for i in predicted]
 
 
 def main() -> None:
@@ -119,6 +115,17 @@ def main() -> None:
     lora = lora_classifiers(args.lora)
     lora_speeds: list[list[str]] = []
     rows = []
+
+    def lora_rows(task: str, test_data: str, texts: list[str], truth: list[str],
+                  labels: list[str]) -> None:
+        """A row for each given LoRA run with these labels, and its speed on this set."""
+        for name, model in lora.get(tuple(labels), []):
+            started = time.perf_counter()
+            predicted = [model.labels[i] for i in model.predict_proba(texts).argmax(1)]
+            lora_speeds.append([model.name, test_data,
+                                f"{len(texts) / (time.perf_counter() - started):.1f}"])
+            rows.append([task, test_data, name, *fmt(scores(truth, predicted, labels))])
+
     # -- depression ----------------------------------------------------------------------
     with (SHARED / "dreaddit" / "dreaddit-test.csv").open() as handle:
         dreaddit = [(r["text"], r["label"]) for r in csv.DictReader(handle)]
@@ -139,12 +146,11 @@ def main() -> None:
             ("head trained on tweets only", head_predict(only_tweets, vectors)),
             ("head trained on Reddit only", head_predict(only_reddit, vectors)),
             ("**shipped head (tweets + Reddit)**", head_predict(analyzer.depression, vectors)),
-            *((name, lora_predict(model, texts, lora_speeds, set_name))
-              for name, model in lora.get(("0", "1"), [])),
         ]
         for model, predicted in candidates:
             rows.append(["depression", set_name, model, *fmt(scores(truth, predicted,
                                                                     ["0", "1"]))])
+        lora_rows("depression", set_name, texts, truth, ["0", "1"])
     # -- emotion -------------------------------------------------------------------------
     texts, truth = read("goemotions_ekman_test")
     labels = list(analyzer.emotion_en.labels)
@@ -153,10 +159,7 @@ def main() -> None:
                  *fmt(scores(truth, [majority] * len(truth), labels))])
     rows.append(["emotion EN", "GoEmotions test (Ekman + neutral)", "**shipped head**",
                  *fmt(scores(truth, head_predict(analyzer.emotion_en, embed(texts)), labels))])
-    for name, model in lora.get(tuple(labels), []):
-        rows.append(["emotion EN", "GoEmotions test (Ekman + neutral)", name,
-                     *fmt(scores(truth, lora_predict(model, texts, lora_speeds,
-                                                   "GoEmotions test"), labels))])
+    lora_rows("emotion EN", "GoEmotions test (Ekman + neutral)", texts, truth, labels)
     dair = [line.rsplit(";", 1) for line in
             (SHARED / "dair_emotion" / "test.txt").read_text().splitlines() if ";" in line]
     dair_truth = [{"love": "joy"}.get(y, y) for _, y in dair]
@@ -164,10 +167,8 @@ def main() -> None:
     rows.append(["emotion EN", "dair-ai emotion test (cross-domain)", "**shipped head**",
                  *fmt(scores(dair_truth, head_predict(analyzer.emotion_en, embed(dair_texts)),
                              labels))])
-    for name, model in lora.get(tuple(labels), []):
-        rows.append(["emotion EN", "dair-ai emotion test (cross-domain)", name,
-                     *fmt(scores(dair_truth, lora_predict(model, dair_texts, lora_speeds,
-                                                        "dair-ai test"), labels))])
+    lora_rows("emotion EN", "dair-ai emotion test (cross-domain)", dair_texts, dair_truth,
+              labels)
     texts, truth = read("ko_emotion_test")
     labels = list(analyzer.emotion_ko.labels)
     majority = Counter(truth).most_common(1)[0][0]
@@ -175,10 +176,7 @@ def main() -> None:
                  *fmt(scores(truth, [majority] * len(truth), labels))])
     rows.append(["emotion KO", "Korean 4-class test", "**shipped head**",
                  *fmt(scores(truth, head_predict(analyzer.emotion_ko, embed(texts)), labels))])
-    for name, model in lora.get(tuple(labels), []):
-        rows.append(["emotion KO", "Korean 4-class test", name,
-                     *fmt(scores(truth, lora_predict(model, texts, lora_speeds,
-                                                   "Korean test"), labels))])
+    lora_rows("emotion KO", "Korean 4-class test", texts, truth, labels)
     for row in rows:
         print(row, flush=True)
 
