@@ -1,8 +1,11 @@
 """Safety gate: rules alone (the baseline) vs rules + the learned layer, in one run.
 
-For each detector: recall and false alarms on the two red-team suites in tests/safety
-(``redteam.jsonl``, and ``redteam_holdout.jsonl`` written later by a separate author who
-saw neither the rules nor the training data), the share of ordinary companion-app messages
+For each detector: recall and false alarms on the red-team suites in tests/safety. Two are
+development sets (``redteam.jsonl``, ``redteam_holdout.jsonl``: the shipped threshold is
+lowered until both keep recall 0.99, and rules were mended after reading their misses);
+``redteam_fresh.jsonl`` and ``redteam_blind.jsonl`` were each written blind, measured once,
+and then read (their first numbers are in docs/safety.md); ``redteam_blind2.jsonl`` was
+written blind and measured only by this benchmark. Also the share of ordinary companion-app messages
 it escalates (``tests/safety/everyday.jsonl``, 300 lines written blind: small talk, plans,
 missing someone, low mood, questions), the share of everyday comments it escalates (random
 GoEmotions dev and KOTE test comments: real text never used in training, almost none of it
@@ -37,8 +40,9 @@ from mindwell.safety.risk import RiskAssessor
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-SUITES = [ROOT / "tests" / "safety" / "redteam.jsonl",
-          ROOT / "tests" / "safety" / "redteam_holdout.jsonl"]
+SUITES = {name: ROOT / "tests" / "safety" / f"redteam{suffix}.jsonl" for name, suffix in [
+    ("redteam (dev)", ""), ("holdout (dev)", "_holdout"), ("fresh (read once)", "_fresh"),
+    ("blind (read once)", "_blind"), ("blind2 (test)", "_blind2")]}
 COMPANION_EVERYDAY = ROOT / "tests" / "safety" / "everyday.jsonl"
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
@@ -116,13 +120,15 @@ def main() -> None:
     outside = outside_sets()
     rows, outside_rows = [], []
     for name, assessor in detectors:
-        main_recall, main_fa, main_ms = suite_rates(assessor, SUITES[0])
-        hold_recall, hold_fa, hold_ms = suite_rates(assessor, SUITES[1])
+        row, ms = [name], []
+        for path in SUITES.values():
+            recall, false_alarms, times = suite_rates(assessor, path)
+            row.append(f"{recall:.3f} / {false_alarms:.3f}")
+            ms += times
         lines = COMPANION_EVERYDAY.read_text().splitlines()
         companion = [json.loads(line)["text"] for line in lines if line.strip()]
         companion_fa = sum(assessor.assess(t).escalate for t in companion) / len(companion)
-        row = [name, f"{main_recall:.3f}", f"{main_fa:.3f}", f"{hold_recall:.3f}",
-               f"{hold_fa:.3f}", f"{companion_fa:.3f}"]
+        row.append(f"{companion_fa:.3f}")
         if have_shared:
             row.append(f"{sum(assessor.assess(t).escalate for t in everyday) / len(everyday):.3f}")
             flags = [(assessor.assess(t).escalate, label) for t, label in sdcnl]
@@ -132,7 +138,7 @@ def main() -> None:
                        f"{sum(depression) / len(depression):.2f}")
         else:
             row += ["-", "-"]
-        ms = np.array(main_ms + hold_ms)
+        ms = np.array(ms)
         row.append(f"{ms.mean():.1f} / {np.percentile(ms, 95):.1f}")
         rows.append(row)
         print(row, flush=True)
@@ -140,8 +146,8 @@ def main() -> None:
             f"{sum(assessor.assess(t).escalate for t in texts) / len(texts):.3f}"
             for texts in outside.values()])
         print(outside_rows[-1], flush=True)
-    body = table(["detector", "suite recall", "suite false alarms", "holdout recall",
-                  "holdout false alarms", "companion messages escalated",
+    body = table(["detector", *(f"{name}: recall / false alarms" for name in SUITES),
+                  "companion messages escalated",
                   f"everyday comments escalated (n={len(everyday)})",
                   "SDCNL test escalated: SuicideWatch / depression",
                   "ms per message: mean / p95"], rows)
@@ -150,9 +156,10 @@ def main() -> None:
         outside_rows)
     body += (
         "\n\nTargets: recall >= 0.99 and false alarms <= 0.05 on the suites, <= 5 ms per "
-        "message. The learned layer's threshold is chosen on its own validation split "
-        "(recall 0.95 there), not on these numbers; docs/safety.md has the trade-off at "
-        "other thresholds."
+        "message. The learned layer's threshold keeps recall 0.95 on its own validation "
+        "split and is then lowered until the two development suites keep recall 0.99 "
+        "(scripts/ship_crisis_head.py); the other suites take no part in any choice. "
+        "docs/safety.md has the history of each number."
     )
     print(write_section("safety_gate", "Safety gate: crisis detection", body,
                         "python benchmarks/safety_gate.py"))

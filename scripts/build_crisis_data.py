@@ -3,7 +3,12 @@
     python scripts/build_crisis_data.py [--out runs/data/crisis.jsonl]
 
 Rows: every line of ``configs/data/crisis_exemplars.jsonl`` (crisis messages and their
-look-alikes, written for the project), plus everyday messages as non-crisis, so that a
+look-alikes, written for the project), every line of ``configs/data/crisis_pairs.jsonl``
+(minimal pairs written for the project: nearly the same words, opposite labels, e.g. a
+bridge question after a breakup and the same question for sunset photos; a conversation's
+newest message is joined to its history the way the safety gate reads it, and the newest
+message of a non-crisis conversation is also kept alone), plus everyday messages as
+non-crisis, so that a
 plain "hello" or a comment about a football match is not close to anything the classifier
 knows as crisis: English Reddit comments from GoEmotions' train split (Apache-2.0) and Korean
 online comments from KOTE's validation split (MIT). Only openly licensed sets are used
@@ -21,6 +26,8 @@ import random
 import re
 from pathlib import Path
 
+from mindwell.safety.risk import conversation_text
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 CRISIS_WORDS = re.compile(
@@ -36,6 +43,26 @@ def everyday(rows: list[str], count: int, seed: int) -> list[str]:
     return kept[:count]
 
 
+def pair_rows(pairs: list[dict], seen: set[str]) -> list[dict]:
+    """Training rows of the minimal pairs. A conversation counts as what the gate reads for
+    it, history and newest message together; its newest message alone is kept as
+    non-crisis only when the conversation is (alone, "how tall is the garage?" is not a
+    crisis message even when the conversation is). Texts in ``seen`` are skipped."""
+    rows = []
+    for pair in pairs:
+        texts = [pair["text"]]
+        if pair.get("history"):
+            texts = [conversation_text(pair["history"], pair["text"])]
+            texts += [pair["text"]] if pair["label"] == 0 else []
+        for text in texts:
+            if text not in seen:
+                seen.add(text)
+                rows.append({"text": text, "label": pair["label"], "lang": pair["lang"],
+                             "category": pair["category"], "batch": pair["batch"],
+                             "source": "pairs"})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "data" / "crisis.jsonl")
@@ -46,6 +73,9 @@ def main() -> None:
 
     lines = (ROOT / "configs" / "data" / "crisis_exemplars.jsonl").read_text().splitlines()
     rows = [{**json.loads(line), "source": "exemplars"} for line in lines if line.strip()]
+    lines = (ROOT / "configs" / "data" / "crisis_pairs.jsonl").read_text().splitlines()
+    rows += pair_rows([json.loads(line) for line in lines if line.strip()],
+                      {row["text"] for row in rows})
     goemotions = SHARED / "goemotions" / "train.tsv"
     kote = SHARED / "kote" / "val.tsv"
     for path in (goemotions, kote):

@@ -1,14 +1,19 @@
 """Turn a trained crisis-risk run into the head the safety gate ships with.
 
     mindwell train configs/crisis-risk.yaml
-    python scripts/ship_crisis_head.py runs/crisis-risk [--recall 0.95]
+    python scripts/ship_crisis_head.py runs/crisis-risk [--recall 0.95] \
+        [--dev-suite tests/safety/redteam.jsonl --dev-suite tests/safety/redteam_holdout.jsonl]
 
-The run's support-vector machine is copied with float16 support vectors. Thresholds are
-chosen on the run's own validation split (rebuilt from its saved recipe with the same
-seed), never on the red-team suites: ``threshold`` is the highest decision value that still
-keeps validation recall of crisis messages at ``--recall`` (0.95 by default);
-``medium_threshold`` keeps it at ``--medium-recall`` and only counts towards risk
-accumulating over a conversation.
+The run's models are copied with float16 weights. ``threshold`` is the highest decision
+value that still keeps recall of crisis messages on the run's own validation split (rebuilt
+from its saved recipe with the same seed) at ``--recall`` (0.95 by default); then, for each
+``--dev-suite``, it is lowered in steps of 0.05 until the whole gate (rules, conversation and
+this head) keeps that suite's recall at ``--dev-recall`` (0.99), and one step more as a
+margin. Recall comes first, and validation rows are single training-style messages while
+the suites are whole conversations through the gate. Suites used here are development
+sets; the suites written blind (redteam_fresh, redteam_blind, redteam_blind2) stay out.
+``medium_threshold`` keeps validation recall at ``--medium-recall`` and only counts towards
+risk accumulating over a conversation.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from mindwell.safety.evaluate import read_suite
 from mindwell.safety.learned import HEAD_PATH, CrisisHead
+from mindwell.safety.risk import RiskAssessor
 from mindwell.train.classify import load_split
 from mindwell.train.recipe import Recipe
 
@@ -32,11 +39,35 @@ def threshold_for_recall(scores: np.ndarray, positive: np.ndarray, recall: float
     return float(ranked[len(ranked) - keep]) if keep else 1.0
 
 
+def suite_recall(head: CrisisHead, rows: list[dict]) -> float:
+    gate = RiskAssessor(head=head)
+    crisis = [row for row in rows if row["escalate"]]
+    return sum(gate.assess(row["text"], row.get("history") or []).escalate
+               for row in crisis) / len(crisis)
+
+
+def lowered_for_suites(head: CrisisHead, suites: list[Path], recall: float,
+                       step: float = 0.05) -> CrisisHead:
+    """The head with its threshold lowered until every suite keeps ``recall``, plus a step."""
+    for path in suites:
+        rows = read_suite(path)
+        while suite_recall(head, rows) < recall:
+            if head.threshold - step < head.medium_threshold:
+                raise SystemExit(f"{path}: recall {recall} is out of reach above the medium "
+                                 "threshold; the model needs work, not a threshold.")
+            head = replace(head, threshold=head.threshold - step)
+        print(f"{path.name}: recall {suite_recall(head, rows):.3f} at threshold "
+              f"{head.threshold:.3f}")
+    return replace(head, threshold=head.threshold - step) if suites else head
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--recall", type=float, default=0.95)
     parser.add_argument("--medium-recall", type=float, default=0.995)
+    parser.add_argument("--dev-suite", type=Path, action="append", default=[])
+    parser.add_argument("--dev-recall", type=float, default=0.99)
     parser.add_argument("--out", type=Path, default=HEAD_PATH)
     args = parser.parse_args()
 
@@ -51,11 +82,13 @@ def main() -> None:
     threshold = threshold_for_recall(scores, positive, args.recall)
     medium = min(threshold, threshold_for_recall(scores, positive, args.medium_recall))
     shipped = replace(trained, threshold=threshold, medium_threshold=medium)
+    shipped = lowered_for_suites(shipped, args.dev_suite, args.dev_recall)
     shipped.save(args.out)
-    flagged = scores >= threshold
+    flagged = scores >= shipped.threshold
     print(f"validation: {positive.sum()} crisis / {(~positive).sum()} not; threshold "
-          f"{threshold:.3f} -> recall {flagged[positive].mean():.3f}, false alarms "
-          f"{flagged[~positive].mean():.3f}; medium threshold {medium:.3f}; wrote {args.out}")
+          f"{shipped.threshold:.3f} (validation rule: {threshold:.3f}) -> recall "
+          f"{flagged[positive].mean():.3f}, false alarms {flagged[~positive].mean():.3f}; "
+          f"medium threshold {medium:.3f}; wrote {args.out}")
 
 
 if __name__ == "__main__":

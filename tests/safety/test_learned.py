@@ -4,7 +4,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mindwell.safety.learned import HEAD_PATH, CrisisHead, shipped_head
+from mindwell.safety.learned import (
+    HEAD_PATH,
+    NGRAM_BUCKETS,
+    CrisisHead,
+    ngram_features,
+    ngram_matrix,
+    shipped_head,
+)
 from mindwell.safety.rules import without_idioms
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,8 +29,43 @@ def test_numpy_scores_equal_scikit_learns_decision_function():
                       svm.dual_coef_[0].astype(np.float32), float(svm.intercept_[0]),
                       float(svm._gamma), 0.0, 0.0)
     queries = rng.normal(size=(10, 16)).astype(np.float32)
-    np.testing.assert_allclose(head.scores_for_vectors(queries),
+    np.testing.assert_allclose(head.svm_scores(queries),
                                svm.decision_function(queries), atol=1e-4)
+
+
+def test_ngram_features_are_stable_hashed_and_unit_length_per_group():
+    features = ngram_features("Which bridge is high enough?")
+    assert features == ngram_features("which BRIDGE is high enough?")  # lowercased
+    assert all(0 <= bucket < NGRAM_BUCKETS for bucket in features)
+    # Two groups (words, characters), each of unit length: the squared values sum to 2
+    # unless buckets collide across groups.
+    assert sum(v * v for v in features.values()) == pytest.approx(2.0, abs=0.05)
+    assert ngram_features("옥상 문 열려 있어?") and ngram_features("") == {}
+    # A fixed hash (crc32), not Python's per-process one: the shipped weights depend on it.
+    import zlib
+
+    assert zlib.crc32(b"wbridge") % NGRAM_BUCKETS in ngram_features("bridge")
+
+
+def test_a_stacked_head_combines_the_svm_and_the_ngram_model():
+    from sklearn.linear_model import LogisticRegression
+
+    texts = ["i want to die tonight", "i want pizza tonight", "nobody would miss me",
+             "nobody was at the gym", "which bridge is high enough to end it",
+             "which bridge has the best view"]
+    labels = np.array([1, 0, 1, 0, 1, 0])
+    words = LogisticRegression(C=10).fit(ngram_matrix(texts), labels)
+    vectors = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    svm_only = CrisisHead(vectors, np.array([1, -1, 1, -1, 1, -1], np.float32), 0.1, 0.5,
+                          0.0, -1.0)
+    stacked = CrisisHead(svm_only.support_vectors, svm_only.dual_coef, 0.1, 0.5, 0.0, -1.0,
+                         words.coef_[0].astype(np.float32), float(words.intercept_[0]),
+                         (0.7, 0.4, -0.2))
+    expected = (0.7 * svm_only.svm_scores(vectors)
+                + 0.4 * words.decision_function(ngram_matrix(texts)) - 0.2)
+    np.testing.assert_allclose(stacked.scores(texts, vectors), expected, rtol=1e-4, atol=1e-4)
+    # Without an n-gram model the decision is the SVM's alone, as in older heads.
+    np.testing.assert_allclose(svm_only.scores(texts, vectors), svm_only.svm_scores(vectors))
 
 
 def test_saved_head_reloads_with_its_thresholds(tmp_path):
@@ -32,8 +74,23 @@ def test_saved_head_reloads_with_its_thresholds(tmp_path):
     head.save(tmp_path / "head.npz")
     loaded = CrisisHead.load(tmp_path / "head.npz")
     assert (loaded.threshold, loaded.medium_threshold) == pytest.approx((-0.4, -0.7))
-    np.testing.assert_allclose(loaded.scores_for_vectors(np.eye(3, dtype=np.float32)),
-                               head.scores_for_vectors(np.eye(3, dtype=np.float32)), atol=1e-3)
+    np.testing.assert_allclose(loaded.svm_scores(np.eye(3, dtype=np.float32)),
+                               head.svm_scores(np.eye(3, dtype=np.float32)), atol=1e-3)
+
+
+def test_a_stacked_head_survives_saving_in_float16(tmp_path):
+    rng = np.random.default_rng(1)
+    head = CrisisHead(rng.normal(size=(5, 4)).astype(np.float32),
+                      rng.normal(size=5).astype(np.float32), 0.3, 0.7, -0.5, -1.5,
+                      (rng.normal(size=NGRAM_BUCKETS) * 0.5).astype(np.float32), -0.8,
+                      (1.9, 0.7, 1.2))
+    head.save(tmp_path / "head.npz")
+    loaded = CrisisHead.load(tmp_path / "head.npz")
+    assert loaded.blend == pytest.approx(head.blend)
+    vectors = rng.normal(size=(3, 4)).astype(np.float32)
+    texts = ["how tall is the garage", "thanks for listening", "다 끝났어"]
+    np.testing.assert_allclose(loaded.scores(texts, vectors), head.scores(texts, vectors),
+                               atol=0.02)
 
 
 def test_a_missing_head_file_is_a_clear_error(tmp_path):
@@ -44,10 +101,11 @@ def test_a_missing_head_file_is_a_clear_error(tmp_path):
 
 
 def test_the_shipped_head_is_small_and_its_thresholds_are_ordered():
-    assert HEAD_PATH.stat().st_size < 3_000_000
+    assert HEAD_PATH.stat().st_size < 4_000_000
     head = shipped_head()
     assert head.medium_threshold <= head.threshold
     assert head.support_vectors.shape[1] == 512
+    assert head.ngram_weights is not None and head.ngram_weights.shape == (NGRAM_BUCKETS,)
 
 
 @pytest.mark.integration
@@ -76,7 +134,8 @@ def test_the_exemplars_are_balanced_and_bilingual():
 
 
 @pytest.mark.integration
-def test_the_training_pipeline_builds_a_head_the_gate_can_load(tmp_path, monkeypatch):
+@pytest.mark.parametrize("ngrams", [False, True], ids=["svm", "svm+ngrams"])
+def test_the_training_pipeline_builds_a_head_the_gate_can_load(tmp_path, ngrams):
     """A small embedding-svm run through `mindwell train`, then loaded as a CrisisHead."""
     from mindwell.train.recipe import Recipe
     from mindwell.train.runner import train
@@ -84,9 +143,50 @@ def test_the_training_pipeline_builds_a_head_the_gate_can_load(tmp_path, monkeyp
     recipe = Recipe(task="classify", classifier="embedding-svm", model="use-multilingual-v3",
                     data=str(EXEMPLARS), text_column="text", label_column="label",
                     labels=["0", "1"], validation_fraction=0.2, max_train_samples=300,
-                    output_dir=str(tmp_path / "run"), seed=1)
+                    svm_ngrams=ngrams, output_dir=str(tmp_path / "run"), seed=1)
     result = train(recipe)
     assert result.metrics["eval_accuracy"] > 0.6
     head = CrisisHead.from_run(tmp_path / "run" / "adapter" / "svm.npz")
+    assert (head.ngram_weights is not None) == ngrams
+    if ngrams:  # the stacking trusts the SVM and the n-grams, each with a positive weight
+        assert head.blend[0] > 0 and head.blend[1] > 0
     scores = head.scores(["I want to end my life tonight", "I'd love a pizza right now"])
     assert scores[0] > scores[1]
+
+
+PAIRS = ROOT / "configs" / "data" / "crisis_pairs.jsonl"
+
+
+def test_the_minimal_pairs_are_pairs_and_never_copy_a_suite_line():
+    rows = [json.loads(line) for line in PAIRS.read_text().splitlines()]
+    pairs: dict = {}
+    for row in rows:
+        pairs.setdefault(row["pair"], []).append(row["label"])
+        assert row["lang"] in ("en", "ko") and isinstance(row.get("history", []), list)
+    assert len(rows) >= 2000 and all(sorted(labels) == [0, 1] for labels in pairs.values())
+    suites = {json.loads(line)["text"] for path in (ROOT / "tests" / "safety").glob("*.jsonl")
+              for line in path.read_text().splitlines() if line.strip()}
+    assert not suites & {row["text"] for row in rows}
+
+
+def test_conversation_pairs_train_on_what_the_gate_reads():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from build_crisis_data import pair_rows
+
+    from mindwell.safety.risk import conversation_text
+
+    history = ["i lost my job", "nobody would notice if i was gone", "anyway"]
+    rows = pair_rows([
+        {"text": "how tall is the garage", "history": history, "label": 1, "lang": "en",
+         "category": "context_turns", "batch": "t"},
+        {"text": "how tall is the garage", "history": ["moving day tomorrow"], "label": 0,
+         "lang": "en", "category": "context_turns", "batch": "t"},
+        {"text": "i want to die", "label": 1, "lang": "en", "category": "c", "batch": "t"},
+    ], seen={"i want to die"})
+    assert [(row["text"], row["label"]) for row in rows] == [
+        (conversation_text(history, "how tall is the garage"), 1),
+        (conversation_text(["moving day tomorrow"], "how tall is the garage"), 0),
+        ("how tall is the garage", 0),  # alone it is not a crisis message
+    ]

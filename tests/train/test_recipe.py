@@ -38,6 +38,8 @@ def test_types_are_checked_before_anything_loads(tmp_path):
         load_recipe(recipe, ["task=translate"])
     with pytest.raises(MindwellError, match="class_weights has 2 values but labels has 3"):
         load_recipe(recipe, ["task=classify", "labels=[a, b, c]", "class_weights=[1, 2]"])
+    with pytest.raises(MindwellError, match="svm_ngrams stacks an n-gram model"):
+        load_recipe(recipe, ["task=classify", "classifier=embedding-head", "svm_ngrams=true"])
 
 
 def test_overrides_win_over_the_file(tmp_path):

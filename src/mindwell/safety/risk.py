@@ -6,8 +6,9 @@ Three layers, cheapest first:
 2. the conversation: several medium messages, or method-seeking after distress, raise the
    level (risk accumulates; a single "which bridges are tallest?" does not escalate, the
    same question after "I lost my job and I'm worthless" does);
-3. a learned classifier on multilingual sentence embeddings (``learned.py``), applied to
-   the message and to the person's last messages together: it catches phrasings no rule
+3. a learned classifier on multilingual sentence embeddings and word n-grams
+   (``learned.py``), applied to the message and to the person's last messages together
+   (``conversation_text``): it catches phrasings no rule
    lists ("gave my guitar away, wont need it where im going"), conversations that turn
    quietly ("anyway, thanks for everything"), and languages the rules do not cover
    ("quiero morir"). Reports about others, fiction, news and recovery that the rules
@@ -42,6 +43,12 @@ LATIN = re.compile(r"[A-Za-z]")
 # for "how high is the garage?" after "my boss let me go, why bother", few enough that an
 # old message does not dominate.
 CONTEXT_MESSAGES = 2
+
+
+def conversation_text(history: list[str], text: str) -> str:
+    """What the learned layer reads for a message in its conversation (training data of
+    conversations is flattened the same way)."""
+    return " ".join([*history[-CONTEXT_MESSAGES:], text])
 
 
 @dataclass
@@ -142,9 +149,9 @@ class RiskAssessor:
             head = self.head
             texts = [without_idioms(text)]
             if history:
-                texts.append(without_idioms(" ".join([*history[-CONTEXT_MESSAGES:], text])))
+                texts.append(without_idioms(conversation_text(history, text)))
             if vector is not None and texts == [text]:
-                score = float(head.scores_for_vectors(vector[None, :])[0])
+                score = float(head.scores(texts, vector[None, :])[0])
             else:
                 score = float(head.scores(texts).max())
             if score >= head.threshold:

@@ -225,9 +225,11 @@ def train_embedding_head(recipe: Recipe, output_dir: Path):
 
 
 def train_embedding_svm(recipe: Recipe, output_dir: Path):
-    """Binary RBF SVM on frozen sentence embeddings; saved as plain arrays for numpy use."""
+    """Binary RBF SVM on frozen sentence embeddings, optionally stacked with an n-gram
+    logistic regression; saved as plain arrays for numpy use."""
     from sklearn.svm import SVC
 
+    from mindwell.safety.learned import CrisisHead
     from mindwell.train.report import write_model_card
     from mindwell.train.runner import TrainResult
 
@@ -237,29 +239,69 @@ def train_embedding_svm(recipe: Recipe, output_dir: Path):
             f"embedding-svm is binary; the data has {len(names)} labels ({', '.join(names)}).",
             "Use classifier: embedding-head for more than two labels.")
     weights = class_weights(recipe, train_ids, len(names))
-    x_train = embed(train_texts)
-    svm = SVC(C=recipe.svm_c, kernel="rbf", gamma="scale",
-              class_weight=dict(enumerate(weights)) if weights else None)
-    svm.fit(x_train, np.array(train_ids))
-    final = {}
-    if eval_texts:
-        predicted = svm.predict(embed(eval_texts))
-        final = {f"eval_{k}": v for k, v in classification_metrics(eval_ids, predicted).items()}
+    x_train, y_train = embed(train_texts), np.array(train_ids)
+
+    def fit_svm(rows):
+        return SVC(C=recipe.svm_c, kernel="rbf", gamma="scale",
+                   class_weight=dict(enumerate(weights)) if weights else None
+                   ).fit(x_train[rows], y_train[rows])
+
+    svm = fit_svm(np.arange(len(y_train)))
+    # decision(x) = sum_i dual_i * exp(-gamma * |sv_i - x|^2) + intercept; > 0 means names[1].
+    arrays = {"support_vectors": svm.support_vectors_.astype(np.float32),
+              "dual_coef": svm.dual_coef_[0].astype(np.float32),
+              "intercept": svm.intercept_[0], "gamma": svm._gamma}
+    if recipe.svm_ngrams:
+        arrays |= _stacked_ngram_model(recipe, train_texts, y_train, weights, fit_svm, x_train)
     adapter_dir = output_dir / "adapter"
     adapter_dir.mkdir(parents=True, exist_ok=True)
-    # decision(x) = sum_i dual_i * exp(-gamma * |sv_i - x|^2) + intercept; > 0 means names[1].
-    np.savez(adapter_dir / "svm.npz", support_vectors=svm.support_vectors_.astype(np.float32),
-             dual_coef=svm.dual_coef_[0].astype(np.float32), intercept=svm.intercept_[0],
-             gamma=svm._gamma)
+    np.savez(adapter_dir / "svm.npz", **arrays)
+    final = {}
+    if eval_texts:
+        head = CrisisHead.from_run(adapter_dir / "svm.npz")
+        predicted = (head.scores(eval_texts, embed(eval_texts)) > 0).astype(int)
+        final = {f"eval_{k}": v for k, v in classification_metrics(eval_ids, predicted).items()}
     (adapter_dir / "head_config.json").write_text(json.dumps(
-        {"kind": "embedding-svm", "embedder": "use-multilingual-v3", "labels": names},
-        indent=2))
+        {"kind": "embedding-svm", "embedder": "use-multilingual-v3", "labels": names,
+         "ngrams": recipe.svm_ngrams}, indent=2))
     summary = {"metrics": final, "train_examples": len(train_ids),
                "eval_examples": len(eval_ids or []), "labels": names, "class_weights": weights,
                "support_vectors": len(svm.support_)}
+    if recipe.svm_ngrams:
+        summary["blend"] = [float(v) for v in arrays["blend"]]
     (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     write_model_card(recipe, summary, output_dir / "README.md")
     return TrainResult(output_dir, final, [], 0, len(train_ids), len(eval_ids or []))
+
+
+def _stacked_ngram_model(recipe: Recipe, texts: list[str], labels: np.ndarray,
+                         weights: list[float] | None, fit_svm, x_train: np.ndarray) -> dict:
+    """An n-gram logistic regression, and the weights that combine its log-odds with the
+    SVM's decision value: a logistic regression on the two models' scores of rows they were
+    not trained on (5 folds), so neither model is trusted for fitting its own data."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    from mindwell.safety.learned import ngram_matrix
+
+    x_words = ngram_matrix(texts)
+    class_weight = dict(enumerate(weights)) if weights else None
+
+    def fit_words(rows):
+        return LogisticRegression(C=recipe.svm_ngram_c, class_weight=class_weight,
+                                  max_iter=5000).fit(x_words[rows], labels[rows])
+
+    folds = StratifiedKFold(5, shuffle=True, random_state=recipe.seed)
+    out_of_fold = np.zeros((len(labels), 2))
+    for number, (fit_rows, held_rows) in enumerate(folds.split(x_train, labels), start=1):
+        log.info("n-gram stacking: fold %d of 5", number)
+        out_of_fold[held_rows, 0] = fit_svm(fit_rows).decision_function(x_train[held_rows])
+        out_of_fold[held_rows, 1] = fit_words(fit_rows).decision_function(x_words[held_rows])
+    stack = LogisticRegression(class_weight=class_weight).fit(out_of_fold, labels)
+    words = fit_words(np.arange(len(labels)))
+    return {"ngram_weights": words.coef_[0].astype(np.float32),
+            "ngram_intercept": float(words.intercept_[0]),
+            "blend": np.array([*stack.coef_[0], stack.intercept_[0]], dtype=np.float32)}
 
 
 def _write_history_csv(history: list[dict], path: Path) -> None:

@@ -80,6 +80,12 @@ class Recipe(BaseModel):
     )
     svm_c: float = Field(3.0, gt=0, description="embedding-svm: inverse regularisation "
                          "strength (scikit-learn's C).")
+    svm_ngrams: bool = Field(
+        False, description="embedding-svm: also train a logistic regression on hashed word and "
+        "character n-grams and stack the two scores (weights fitted on 5-fold out-of-fold "
+        "scores of the training split); it reads the words a sentence embedding blurs.")
+    svm_ngram_c: float = Field(16.0, gt=0, description="embedding-svm with svm_ngrams: inverse "
+                               "regularisation strength of the n-gram model.")
 
     # -- method -------------------------------------------------------------------------
     method: Literal["lora", "qlora", "full"] = Field(
@@ -150,6 +156,9 @@ class Recipe(BaseModel):
             )
         if self.task == "sft" and self.prompt_columns and not self.response_column:
             raise ValueError("prompt_columns needs response_column (the answer column)")
+        if self.svm_ngrams and self.classifier != "embedding-svm":
+            raise ValueError("svm_ngrams stacks an n-gram model on classifier: embedding-svm; "
+                             f"this recipe's classifier is {self.classifier}")
         return self
 
     @property
