@@ -14,7 +14,11 @@ knows as crisis: English Reddit comments from GoEmotions' train split (Apache-2.
 online comments from KOTE's validation split (MIT). Only openly licensed sets are used
 because the shipped classifier keeps the embeddings of its support vectors. Everyday
 messages that mention death, dying, self-harm or means are left out rather than guessed.
-The output is derived data: it lives under runs/ and is never committed.
+Every row has a ``group``: both sides of a minimal pair (and a conversation's rows) share
+one, so the recipe's validation split and the stacking folds never put one side in
+training and its near-copy in validation. Texts are stored as the gate reads them, with
+idioms rewritten (``without_idioms``). The output is derived data: it lives under runs/
+and is never committed.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import re
 from pathlib import Path
 
 from mindwell.safety.risk import conversation_text
+from mindwell.safety.rules import without_idioms
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -54,12 +59,12 @@ def pair_rows(pairs: list[dict], seen: set[str]) -> list[dict]:
         if pair.get("history"):
             texts = [conversation_text(pair["history"], pair["text"])]
             texts += [pair["text"]] if pair["label"] == 0 else []
-        for text in texts:
+        for text in map(without_idioms, texts):
             if text not in seen:
                 seen.add(text)
                 rows.append({"text": text, "label": pair["label"], "lang": pair["lang"],
                              "category": pair["category"], "batch": pair["batch"],
-                             "source": "pairs"})
+                             "source": "pairs", "group": f"pair-{pair['pair']}"})
     return rows
 
 
@@ -72,7 +77,9 @@ def main() -> None:
     args = parser.parse_args()
 
     lines = (ROOT / "configs" / "data" / "crisis_exemplars.jsonl").read_text().splitlines()
-    rows = [{**json.loads(line), "source": "exemplars"} for line in lines if line.strip()]
+    rows = [{**row, "text": without_idioms(row["text"]), "source": "exemplars"}
+            for row in map(json.loads, filter(str.strip, lines))]
+    rows = list({row["text"]: row for row in reversed(rows)}.values())[::-1]  # first wins
     lines = (ROOT / "configs" / "data" / "crisis_pairs.jsonl").read_text().splitlines()
     rows += pair_rows([json.loads(line) for line in lines if line.strip()],
                       {row["text"] for row in rows})
@@ -91,6 +98,8 @@ def main() -> None:
     for text in everyday(korean, args.korean, args.seed):
         rows.append({"text": text, "label": 0, "lang": "ko", "category": "everyday",
                      "source": "kote"})
+    for number, row in enumerate(rows):
+        row.setdefault("group", f"{row['source']}-{number}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w") as handle:
         for row in rows:

@@ -42,6 +42,8 @@ def threshold_for_recall(scores: np.ndarray, positive: np.ndarray, recall: float
 def suite_recall(head: CrisisHead, rows: list[dict]) -> float:
     gate = RiskAssessor(head=head)
     crisis = [row for row in rows if row["escalate"]]
+    if not crisis:
+        raise SystemExit("A development suite needs lines with escalate: true.")
     return sum(gate.assess(row["text"], row.get("history") or []).escalate
                for row in crisis) / len(crisis)
 
@@ -58,7 +60,9 @@ def lowered_for_suites(head: CrisisHead, suites: list[Path], recall: float,
             head = replace(head, threshold=head.threshold - step)
         print(f"{path.name}: recall {suite_recall(head, rows):.3f} at threshold "
               f"{head.threshold:.3f}")
-    return replace(head, threshold=head.threshold - step) if suites else head
+    if suites:  # one step more, as a margin, but never below the medium threshold
+        head = replace(head, threshold=max(head.threshold - step, head.medium_threshold))
+    return head
 
 
 def main() -> None:
@@ -84,6 +88,10 @@ def main() -> None:
     shipped = replace(trained, threshold=threshold, medium_threshold=medium)
     shipped = lowered_for_suites(shipped, args.dev_suite, args.dev_recall)
     shipped.save(args.out)
+    saved = CrisisHead.load(args.out)  # float16 on disk: check what ships, not what was built
+    for path in args.dev_suite:
+        print(f"{path.name} with the saved head: recall "
+              f"{suite_recall(saved, read_suite(path)):.3f}")
     flagged = scores >= shipped.threshold
     print(f"validation: {positive.sum()} crisis / {(~positive).sum()} not; threshold "
           f"{shipped.threshold:.3f} (validation rule: {threshold:.3f}) -> recall "

@@ -45,6 +45,7 @@ def test_ngram_features_are_stable_hashed_and_unit_length_per_group():
     import zlib
 
     assert zlib.crc32(b"wbridge") % NGRAM_BUCKETS in ngram_features("bridge")
+    assert zlib.crc32(b"c bri") % NGRAM_BUCKETS in ngram_features("bridge")
 
 
 def test_a_stacked_head_combines_the_svm_and_the_ngram_model():
@@ -98,6 +99,21 @@ def test_a_missing_head_file_is_a_clear_error(tmp_path):
 
     with pytest.raises(MindwellError, match="Cannot load the crisis head"):
         CrisisHead.load(tmp_path / "nope.npz")
+
+
+def test_a_head_from_another_version_is_a_clear_error(tmp_path):
+    from mindwell.errors import MindwellError
+
+    np.savez(tmp_path / "head.npz", support_vectors=np.eye(2), dual_coef=np.ones(2),
+             intercept=0.0, gamma=1.0, threshold=0.0, medium_threshold=-1.0,
+             ngram_weights=np.zeros(1000))
+    with pytest.raises(MindwellError, match="lacks blend, ngram_intercept"):
+        CrisisHead.load(tmp_path / "head.npz")
+    np.savez(tmp_path / "head.npz", support_vectors=np.eye(2), dual_coef=np.ones(2),
+             intercept=0.0, gamma=1.0, threshold=0.0, medium_threshold=-1.0,
+             ngram_weights=np.zeros(1000), ngram_intercept=0.0, blend=np.ones(3))
+    with pytest.raises(MindwellError, match="another version"):
+        CrisisHead.load(tmp_path / "head.npz")
 
 
 def test_the_shipped_head_is_small_and_its_thresholds_are_ordered():
@@ -169,10 +185,8 @@ def test_the_minimal_pairs_are_pairs_and_never_copy_a_suite_line():
     assert not suites & {row["text"] for row in rows}
 
 
-def test_conversation_pairs_train_on_what_the_gate_reads():
-    import sys
-
-    sys.path.insert(0, str(ROOT / "scripts"))
+def test_conversation_pairs_train_on_what_the_gate_reads(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
     from build_crisis_data import pair_rows
 
     from mindwell.safety.risk import conversation_text
@@ -180,13 +194,14 @@ def test_conversation_pairs_train_on_what_the_gate_reads():
     history = ["i lost my job", "nobody would notice if i was gone", "anyway"]
     rows = pair_rows([
         {"text": "how tall is the garage", "history": history, "label": 1, "lang": "en",
-         "category": "context_turns", "batch": "t"},
+         "category": "context_turns", "batch": "t", "pair": 7},
         {"text": "how tall is the garage", "history": ["moving day tomorrow"], "label": 0,
-         "lang": "en", "category": "context_turns", "batch": "t"},
-        {"text": "i want to die", "label": 1, "lang": "en", "category": "c", "batch": "t"},
+         "lang": "en", "category": "context_turns", "batch": "t", "pair": 7},
+        {"text": "i want to die", "label": 1, "lang": "en", "category": "c", "batch": "t",
+         "pair": 8},
     ], seen={"i want to die"})
-    assert [(row["text"], row["label"]) for row in rows] == [
-        (conversation_text(history, "how tall is the garage"), 1),
-        (conversation_text(["moving day tomorrow"], "how tall is the garage"), 0),
-        ("how tall is the garage", 0),  # alone it is not a crisis message
+    assert [(row["text"], row["label"], row["group"]) for row in rows] == [
+        (conversation_text(history, "how tall is the garage"), 1, "pair-7"),
+        (conversation_text(["moving day tomorrow"], "how tall is the garage"), 0, "pair-7"),
+        ("how tall is the garage", 0, "pair-7"),  # alone it is not a crisis message
     ]

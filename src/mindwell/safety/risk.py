@@ -45,6 +45,15 @@ LATIN = re.compile(r"[A-Za-z]")
 CONTEXT_MESSAGES = 2
 
 
+# Phones type curly apostrophes ("don’t want to live"); the rules are written with straight
+# ones.
+_CURLY = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
+
+
+def straight_quotes(text: str) -> str:
+    return text.translate(_CURLY)
+
+
 def conversation_text(history: list[str], text: str) -> str:
     """What the learned layer reads for a message in its conversation (training data of
     conversations is flattened the same way)."""
@@ -111,13 +120,14 @@ class RiskAssessor:
         self._head = head
 
     def match(self, text: str) -> list:
-        return [rule for rule in RULES if rule.pattern.search(text)]
+        return [rule for rule in RULES if rule.pattern.search(straight_quotes(text))]
 
     def assess(self, text: str, history: list[str] | None = None,
                vector=None) -> RiskAssessment:
         """``vector``: the sentence embedding of ``text`` when the caller already has it
         (batched analysis), so the learned layer does not embed it again."""
-        history = [h for h in (history or []) if h][-6:]
+        text = straight_quotes(text)
+        history = [straight_quotes(h) for h in (history or []) if h][-6:]
         matched = self.match(text)
         language = detect_language(text)
         categories = sorted({r.category for r in matched})

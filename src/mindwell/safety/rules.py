@@ -38,7 +38,7 @@ RULES: list[Rule] = [
             r"disappear forever|not (be here|exist|wake up)|stop living|take my (own )?life)",
             r"\b(kill(ing)?|end(ing)?|off(ing)?|unalive|hurt(ing)?)\s+my\s*self\b(?!\s+laughing)",
             r"\bkms\b",
-            r"\b(check|checking|log|logging|clock|clocking)\s+out\s+(perman\w*|for good|forever)\b",
+            r"\b(check|checking)\s+out\s+(perman\w*|for good|forever)\b(?!\s+(of|from|on)\b)",
             r"\b(end(ing)?|take|taking)\s+my\s+(own\s+)?life\b",
             r"\b(wish|wishing)\s+(i\s+)?(was|were|could be)\s+(dead|gone|never born)",
             r"\b(i('m| am)?|feeling|feel|been)\s+(so\s+|really\s+|very\s+)?suicidal\b",
@@ -61,9 +61,9 @@ RULES: list[Rule] = [
             r"\b(suicide|goodbye)\s+(note|letter)",
             r"\b(have|made|got)\s+a\s+plan\b.{0,40}\b(die|end|kill|it)\b",
             r"\b(picked|chose|chosen|set|decided on|settled on)\s+(a|the|my)\s+"
-            r"(date|day|time|spot|place)\b(?!\s+(for|of)\s+(the\s+|our\s+|my\s+|his\s+|her\s+)?"
-            r"([\w']+\s+){0,2}(wedding|party|trip|move|interview|exam|surgery|meeting|birthday|"
-            r"vacation|holiday|launch|appointment|ceremony|picnic|date)\b)"),
+            r"(date|day|time|spot|place)\b(?!\s+(for|of)\s+(the\s+|our\s+|my\s+)?(wedding|party|"
+            r"interview|exam|surgery|meeting|vacation|holiday|launch|appointment|ceremony|"
+            r"picnic)\b)"),
     *_rules("imminent", "timing", "says when",
             r"\b(tonight|today)\s+is\s+the\s+(night|day)\b",
             r"\b(tonight|today|this weekend|tomorrow)\b.{0,40}\b(end it|do it|die|kill|"
@@ -131,8 +131,8 @@ RULES: list[Rule] = [
             r"\btell\s+(my|them|everyone)\b.{0,30}\bi\s+(love|loved)\s+(them|you|her|him)",
             r"\bi'?m\s+(so\s+)?sorry\s+for\s+everything\b",
             r"\b(wrote|written|writing|left)\s+(the\s+|some\s+|a few\s+)?(letters|notes)\b"
-            r".{0,25}\b(to|for)\s+(everyone|each of them|my\s+(family|mom|mum|mother|dad|"
-            r"father|parents|sister|brother|kids|children|wife|husband|partner|friends))\b"),
+            r".{0,25}\b(to|for)\s+(everyone|each of them|my\s+(?!(students|class|team|coworkers|"
+            r"colleagues|teacher|boss|clients)\b)[\w']+)"),
     *_rules("high", "direct", "wants life or the pain to end (Korean)",
             r"잠들어서\s*(안|못)\s*깨|영원히\s*잠들|다\s*끝(내|났으면)|더는\s*못\s*(살|하겠)|"
             r"살아야\s*할\s*이유|왜\s*살아야"),
@@ -160,7 +160,7 @@ RULES: list[Rule] = [
             r"\bwhere\s+(can|could|do)\s+i\s+(buy|get|find)\b.{0,30}\b(pills|painkillers|"
             r"sleeping pills|rope|gun|charcoal|poison)",
             r"\b(get onto|access)\s+(a|the)\s+(roof|rooftop)",
-            r"\b(toxic|poisonous|deadly|lethal)\s+(gas|fumes)\b",
+            r"\b(toxic|poisonous|deadly|lethal)\s+(gas|gases|gasses|fumes?)\b",
             r"\b(mix|mixing|mixed)\b.{0,40}\b(closed|small|sealed|enclosed)\s+(room|space|bathroom)",
             r"\b(buy|get|buying|getting)\s+(a\s+)?(gun|firearm|handgun|pistol|rifle)\b",
             r"\bgun\s+(store|shop)s?\b"),
@@ -184,7 +184,7 @@ RULES: list[Rule] = [
     *_rules("imminent", "timing", "says when (Korean)",
             r"오늘\s*밤|오늘이\s*마지막|내일이면\s*(없|끝)|오늘\s*(끝|실행)"),
     *_rules("high", "self_harm", "talks about harming themself (Korean)",
-            r"자해|(손목|팔|다리|허벅지)을?\s*(\S+\s*)?(긋|그었|그어|그은|그을)|칼로\s*(긋|그)|"
+            r"자해|(손목|팔|다리|허벅지)을?\s*(\S+\s*)?(긋|그었|그어|그은|그을(?!리|렸|린|음))|칼로\s*(긋|그)|"
             r"(내|제)\s*몸을?\s*(해치|다치게|상처|때리)|스스로를?\s*(해치|때리)"),
     *_rules("high", "farewell", "says goodbye as if for the last time (Korean)",
             r"마지막\s*인사|그동안\s*(고마웠|감사했)|다들\s*잘\s*(지내|살아)|먼저\s*갈게|"
@@ -198,15 +198,16 @@ RULES: list[Rule] = [
     *_rules("high", "method_lethal", "asks about lethality (Korean)",
             r"몇\s*(알|개|정|봉지)\S*\s*(\S+\s*){0,3}(죽|안\s*깨|못\s*깨|치사)|치사량|"
             r"고통\s*없이\s*죽|(빨리|쉽게)\s*죽는\s*(법|방법)|죽는\s*(법|방법)|"
-            r"(농약|제초제|살충제)\S*\s*(\S+\s*){0,2}(고통|죽|치사|얼마나\s*마시)"),
+            r"(농약|제초제|살충제)\S*\s*(\S+\s*){0,2}(마시|먹)\S*\s*(\S+\s*){0,2}(고통|죽|치사|아프|아파)|"
+            r"(농약|제초제|살충제)\S*\s*(\S+\s*){0,2}(치사량|얼마나\s*마시)"),
     *_rules("medium", "method_location", "asks about heights or means (Korean)",
             r"(높은|제일\s*높은|가장\s*높은)\s*(다리|건물|옥상|아파트|층)|뛰어내리|"
             r"(약|수면제|진통제)을?\s*(어디서|어떻게)\s*(사|구하)|옥상(에|으로)\s*(올라|들어)|"
-            r"(농약|제초제|살충제)\S*\s*(\S+\s*)?(마시|먹|사|구하|구할)|"
+            r"(농약|제초제|살충제)\S*\s*(\S+\s*)?(마시|먹|사려|사면|살\s*수|구하|구할)|"
             r"옥상\s*문\S*\s*(안\s*잠|열려|열린|열리|비밀번호)|(대교|다리|건물|아파트)\S*\s*높이|"
-            r"몇\s*층부터"),
+            r"몇\s*층부터\S*\s*(\S+\s*){0,2}(죽|떨어|뛰어|살\s*수|못\s*살)"),
     *_rules("low", "distress", "describes a loss or distress (Korean)",
-            r"헤어졌|잘렸|잘리|해고|실직|떨어졌|이혼|돌아가셨|우울|외로|힘들|힘든|괴로|지쳤|무너|빚|"
+            r"헤어졌|잘렸|잘리|해고|실직|떨어졌|이혼|돌아가셨|우울|외로|힘들|힘든|괴로|지쳤|무너|빚(이|을|까지|때문|더미)|"
             r"(남편|아내|와이프|여자\s*친구|남자\s*친구|여친|남친)\S*\s*(\S+\s*)?떠났"),
 ]
 
@@ -227,10 +228,13 @@ THIRD_PARTY = re.compile(
     r"a friend)\b|친구가|동생이|언니가|오빠가|형이|누나가|엄마가|아빠가",
     re.I,
 )
-# Someone else's words; "I wrote letters for my mom" is the writer's own act, not a report.
+# Someone else's words: a quotation, or a third person who said or wrote them. "I wrote
+# letters for my mom" is the writer's own act, not a report.
 REPORTED_SPEECH = re.compile(
-    r"[\"“”«»]|(?<!\bi )(?<!\bi've )(?<!\bive )(?<!\bi have )\b(said|says|told me|tells me|texted|"
-    r"posted|wrote|written|keeps saying|mentioned|admitted|confided)\b",
+    r"[\"“”«»]|\b(she|he|they|friend|friends|sister|brother|mom|mum|mother|dad|father|son|"
+    r"daughter|student|client|coworker|roommate|cousin|partner|boyfriend|girlfriend|wife|"
+    r"husband|someone|somebody|patient)\b([\s,]+[\w']+){0,3}?[\s,]+(said|says|told me|tells me|"
+    r"texted|posted|wrote|keeps saying|kept saying|mentioned|admitted|confided)\b",
     re.I,
 )
 # Looking back on a crisis that is over ("I used to self-harm, 200 days clean today"),
@@ -239,20 +243,23 @@ RECOVERY = re.compile(
     r"\bused to\b|\b\d+\s+(days?|weeks?|months?|years?)\s+(clean|free)\b|"
     r"\bclean (for|since)\b|\b(thoughts|urges)\s+(have\s+)?(mostly\s+)?(gone|stopped|faded)|"
     r"\b(doing|feeling)\s+(okay|ok|better|good)\s+now\b|예전엔|예전에는|예전에|안\s*한\s*지|안한지|끊은\s*지"
-    # Distance in time: months or years ago (days or weeks ago is a recent attempt: risk),
-    # back then, at an age, a better place now, glad to be alive.
-    r"|\b(\d+|two|three|four|five|six|several|many|a few|a couple of)\s+(years?|months?)\s+"
-    r"ago\b|\b(a|one)\s+year\s+ago\b|\bback then\b|\bwhen i was (\d+|younger|a teen\w*|a kid|in "
-    r"(high school|middle school|college|uni))\b|\b(haven'?t|have not)\s+(self[- ]?harmed|cut|"
-    r"hurt myself)\b.{0,20}\b(in|for|since)\b|\b(in|at) a (much |way )?better place now\b|"
-    r"\bglad (i'?m|i am|to be) (still )?(here|alive)\b"
-    r"|작년엔|작년에는|한때는|그때는|살아\s*있어서\s*다행|(지금은|이젠|이제는)\s*(괜찮|살아|좋아|행복|반팔)",
+    # Months or years since the act itself ("two years ago I tried to end my life"; days or
+    # weeks ago is a recent attempt, which is risk), a clean streak, glad to be alive. A time
+    # alone is not enough: "my dad died 3 months ago and I want to die" is a crisis now.
+    r"|\b(\d+|two|three|four|five|six|several|many|a few|a couple of|a|one)\s+(years?|months?)"
+    r"\s+ago\b.{0,30}\bi\s+(tried|attempted|cut|overdosed|self[- ]?harmed|wanted to die|was "
+    r"suicidal)|\bi\s+(tried|attempted|cut|overdosed|self[- ]?harmed|wanted to die|was suicidal)"
+    r"\b.{0,30}\b(\d+|two|three|four|five|six|several|many|a few|a couple of|a|one)\s+"
+    r"(years?|months?)\s+ago\b|\b(haven'?t|have not)\s+(self[- ]?harmed|cut|hurt myself)\b"
+    r".{0,20}\b(in|for|since)\b|\bglad (i'?m|i am|to be) (still )?alive\b"
+    r"|(작년엔|작년에는|한때는|그때는)\s*(\S+\s*){0,4}(었|았)(는데|지만)|살아\s*있어서\s*다행",
     re.I,
 )
-RELAPSE = re.compile(r"\b(relapsed?|broke it|again|tonight|just did|"
-                     r"today i (did|cut|hurt|burned|tried|relapsed|took|want|wanted|almost)|"
+RELAPSE = re.compile(r"\b(relapsed?|broke it|again|tonight|today i|just did|this time|"
                      r"still(?! (here|alive|standing|have (the |my |some )?scars))|"
-                     r"now i (want|need|plan|am going|'m going))\b|다시|또|어제|아직도|요즘도|계속|부터",
+                     r"now i (want|need|plan|am going|'m going)|going to|gonna|i will|i'll|"
+                     r"want to (die|end|kill)|wanna (die|end|kill)|kill myself)\b"
+                     r"|다시|또|어제|아직도|요즘도|계속|부터|죽고\s*싶(?!었)|죽을\s*거|오늘\s*밤|끝낼",
                      re.I)
 # "I'm safe now": ends crisis mode (crisis.py) and is not read as crisis by the learned
 # layer, whose training messages talk about safety too.

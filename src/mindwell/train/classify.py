@@ -252,7 +252,8 @@ def train_embedding_svm(recipe: Recipe, output_dir: Path):
               "dual_coef": svm.dual_coef_[0].astype(np.float32),
               "intercept": svm.intercept_[0], "gamma": svm._gamma}
     if recipe.svm_ngrams:
-        arrays |= _stacked_ngram_model(recipe, train_texts, y_train, weights, fit_svm, x_train)
+        arrays |= _stacked_ngram_model(recipe, train_texts, y_train, weights, fit_svm, x_train,
+                                       _train_groups(recipe))
     adapter_dir = output_dir / "adapter"
     adapter_dir.mkdir(parents=True, exist_ok=True)
     np.savez(adapter_dir / "svm.npz", **arrays)
@@ -274,13 +275,24 @@ def train_embedding_svm(recipe: Recipe, output_dir: Path):
     return TrainResult(output_dir, final, [], 0, len(train_ids), len(eval_ids or []))
 
 
+def _train_groups(recipe: Recipe) -> list[str] | None:
+    """The recipe's group of each training row (same split as ``load_split``), or None."""
+    if not recipe.group_column:
+        return None
+    _, train_rows, _ = recipe_tables(recipe, stratify_column=recipe.label_column,
+                                     shuffle_caps=True)
+    return [str(group) for group in train_rows[recipe.group_column]]
+
+
 def _stacked_ngram_model(recipe: Recipe, texts: list[str], labels: np.ndarray,
-                         weights: list[float] | None, fit_svm, x_train: np.ndarray) -> dict:
+                         weights: list[float] | None, fit_svm, x_train: np.ndarray,
+                         groups: list[str] | None) -> dict:
     """An n-gram logistic regression, and the weights that combine its log-odds with the
     SVM's decision value: a logistic regression on the two models' scores of rows they were
-    not trained on (5 folds), so neither model is trusted for fitting its own data."""
+    not trained on (5 folds, whole groups per fold: a minimal pair's two sides are never
+    split), so neither model is trusted for fitting its own data."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     from mindwell.safety.learned import ngram_matrix
 
@@ -291,9 +303,11 @@ def _stacked_ngram_model(recipe: Recipe, texts: list[str], labels: np.ndarray,
         return LogisticRegression(C=recipe.svm_ngram_c, class_weight=class_weight,
                                   max_iter=5000).fit(x_words[rows], labels[rows])
 
-    folds = StratifiedKFold(5, shuffle=True, random_state=recipe.seed)
+    folds = (StratifiedGroupKFold(5, shuffle=True, random_state=recipe.seed) if groups
+             else StratifiedKFold(5, shuffle=True, random_state=recipe.seed))
     out_of_fold = np.zeros((len(labels), 2))
-    for number, (fit_rows, held_rows) in enumerate(folds.split(x_train, labels), start=1):
+    for number, (fit_rows, held_rows) in enumerate(folds.split(x_train, labels, groups),
+                                                   start=1):
         log.info("n-gram stacking: fold %d of 5", number)
         out_of_fold[held_rows, 0] = fit_svm(fit_rows).decision_function(x_train[held_rows])
         out_of_fold[held_rows, 1] = fit_words(fit_rows).decision_function(x_words[held_rows])
