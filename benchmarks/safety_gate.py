@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import random
 import re
 import sys
@@ -36,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import numpy as np
 
 from _report import table, write_section
+from mindwell.safety.evaluate import read_suite
 from mindwell.safety.risk import RiskAssessor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,9 +47,8 @@ COMPANION_EVERYDAY = ROOT / "tests" / "safety" / "everyday.jsonl"
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
-def suite_rates(assessor: RiskAssessor, path: Path) -> tuple[float, float, list[float]]:
+def suite_rates(assessor: RiskAssessor, rows: list[dict]) -> tuple[float, float, list[float]]:
     """(recall, false alarm rate, milliseconds per message)."""
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     flags, ms = [], []
     for row in rows:
         started = time.perf_counter()
@@ -118,15 +117,15 @@ def main() -> None:
                  ("rules + learned layer (shipped)", RiskAssessor())]
     detectors[1][1].assess("warm up: load the embedder")
     outside = outside_sets()
+    suites = {name: read_suite(path) for name, path in SUITES.items()}
+    companion = [row["text"] for row in read_suite(COMPANION_EVERYDAY)]
     rows, outside_rows = [], []
     for name, assessor in detectors:
         row, ms = [name], []
-        for path in SUITES.values():
-            recall, false_alarms, times = suite_rates(assessor, path)
+        for suite in suites.values():
+            recall, false_alarms, times = suite_rates(assessor, suite)
             row.append(f"{recall:.3f} / {false_alarms:.3f}")
             ms += times
-        lines = COMPANION_EVERYDAY.read_text().splitlines()
-        companion = [json.loads(line)["text"] for line in lines if line.strip()]
         companion_fa = sum(assessor.assess(t).escalate for t in companion) / len(companion)
         row.append(f"{companion_fa:.3f}")
         if have_shared:

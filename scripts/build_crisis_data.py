@@ -77,9 +77,11 @@ def main() -> None:
     args = parser.parse_args()
 
     lines = (ROOT / "configs" / "data" / "crisis_exemplars.jsonl").read_text().splitlines()
-    rows = [{**row, "text": without_idioms(row["text"]), "source": "exemplars"}
-            for row in map(json.loads, filter(str.strip, lines))]
-    rows = list({row["text"]: row for row in reversed(rows)}.values())[::-1]  # first wins
+    unique: dict[str, dict] = {}  # rewriting idioms can make two texts one: the first wins
+    for row in map(json.loads, filter(str.strip, lines)):
+        text = without_idioms(row["text"])
+        unique.setdefault(text, {**row, "text": text, "source": "exemplars"})
+    rows = list(unique.values())
     lines = (ROOT / "configs" / "data" / "crisis_pairs.jsonl").read_text().splitlines()
     rows += pair_rows([json.loads(line) for line in lines if line.strip()],
                       {row["text"] for row in rows})

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from mindwell.safety.evaluate import read_suite
+from mindwell.safety.crisis import SafetyGate
+from mindwell.safety.evaluate import evaluate, read_suite
 from mindwell.safety.learned import HEAD_PATH, CrisisHead
 from mindwell.safety.risk import RiskAssessor
 from mindwell.train.classify import load_split
@@ -40,12 +41,10 @@ def threshold_for_recall(scores: np.ndarray, positive: np.ndarray, recall: float
 
 
 def suite_recall(head: CrisisHead, rows: list[dict]) -> float:
-    gate = RiskAssessor(head=head)
-    crisis = [row for row in rows if row["escalate"]]
-    if not crisis:
+    recall = evaluate(rows, gate=SafetyGate(RiskAssessor(head=head))).recall
+    if recall is None:
         raise SystemExit("A development suite needs lines with escalate: true.")
-    return sum(gate.assess(row["text"], row.get("history") or []).escalate
-               for row in crisis) / len(crisis)
+    return recall
 
 
 def lowered_for_suites(head: CrisisHead, suites: list[Path], recall: float,
@@ -53,13 +52,12 @@ def lowered_for_suites(head: CrisisHead, suites: list[Path], recall: float,
     """The head with its threshold lowered until every suite keeps ``recall``, plus a step."""
     for path in suites:
         rows = read_suite(path)
-        while suite_recall(head, rows) < recall:
+        while (reached := suite_recall(head, rows)) < recall:
             if head.threshold - step < head.medium_threshold:
                 raise SystemExit(f"{path}: recall {recall} is out of reach above the medium "
                                  "threshold; the model needs work, not a threshold.")
             head = replace(head, threshold=head.threshold - step)
-        print(f"{path.name}: recall {suite_recall(head, rows):.3f} at threshold "
-              f"{head.threshold:.3f}")
+        print(f"{path.name}: recall {reached:.3f} at threshold {head.threshold:.3f}")
     if suites:  # one step more, as a margin, but never below the medium threshold
         head = replace(head, threshold=max(head.threshold - step, head.medium_threshold))
     return head
@@ -77,7 +75,7 @@ def main() -> None:
 
     trained = CrisisHead.from_run(args.run_dir / "adapter" / "svm.npz")
     recipe = Recipe(**yaml.safe_load((args.run_dir / "recipe.yaml").read_text()))
-    _, _, eval_texts, eval_ids, names = load_split(recipe)
+    _, _, eval_texts, eval_ids, names, _ = load_split(recipe)
     if not eval_texts:
         raise SystemExit("The run has no validation split to choose thresholds on.")
     crisis = names.index("1")

@@ -62,3 +62,20 @@ def test_jsonl_messages_load(tmp_path):
     path = tmp_path / "chat.jsonl"
     path.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
     assert load_table(str(path))["messages"][0][0]["content"] == "hi"
+
+
+def test_a_classify_split_returns_the_training_groups_and_names_a_missing_group_column(
+        tmp_path):
+    from mindwell.train.classify import load_split
+    from mindwell.train.recipe import Recipe
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": f"t{i}", "label": i % 2, "group": f"g{i // 2}"})
+                            + "\n" for i in range(40)))
+    recipe = Recipe(task="classify", classifier="embedding-svm", model="use-multilingual-v3",
+                    data=str(data), group_column="group", validation_fraction=0.25, seed=0)
+    split = load_split(recipe)
+    assert len(split.train_groups) == len(split.train_texts)
+    assert {f"g{int(t[1:]) // 2}" for t in split.train_texts} == set(split.train_groups)
+    with pytest.raises(MindwellError, match="no column.*pair"):
+        load_split(recipe.model_copy(update={"group_column": "pair"}))

@@ -120,7 +120,8 @@ class RiskAssessor:
         self._head = head
 
     def match(self, text: str) -> list:
-        return [rule for rule in RULES if rule.pattern.search(straight_quotes(text))]
+        """The rules that ``text`` (already through ``straight_quotes``) matches."""
+        return [rule for rule in RULES if rule.pattern.search(text)]
 
     def assess(self, text: str, history: list[str] | None = None,
                vector=None) -> RiskAssessment:

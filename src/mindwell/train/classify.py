@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from transformers import DataCollatorWithPadding, Trainer
@@ -57,10 +58,21 @@ def encode_labels(values: list, names: list[str], source: str) -> list[int]:
     return ids
 
 
-def load_split(recipe: Recipe):
-    """(train_texts, train_ids, eval_texts, eval_ids, names) with every check done."""
+class Split(NamedTuple):
+    train_texts: list[str]
+    train_ids: list[int]
+    eval_texts: list[str] | None
+    eval_ids: list[int] | None
+    names: list[str]
+    train_groups: list[str] | None  # the recipe's group_column of each training row
+
+
+def load_split(recipe: Recipe) -> Split:
+    """The recipe's training and validation rows as texts and label ids, every check done."""
     def check(table, source: str) -> None:
-        require_columns(table, [recipe.text_column, recipe.label_column], source)
+        columns = [recipe.text_column, recipe.label_column]
+        require_columns(table, columns + ([recipe.group_column] if recipe.group_column else []),
+                        source)
         require_strings(table, recipe.text_column, source)
 
     table, train_rows, eval_rows = recipe_tables(
@@ -70,9 +82,11 @@ def load_split(recipe: Recipe):
     train_ids = encode_labels(train_rows[recipe.label_column], names, recipe.data)
     eval_ids = (encode_labels(eval_rows[recipe.label_column], names, recipe.data)
                 if eval_rows is not None else None)
-    return (list(train_rows[recipe.text_column]), train_ids,
-            list(eval_rows[recipe.text_column]) if eval_rows is not None else None,
-            eval_ids, names)
+    return Split(list(train_rows[recipe.text_column]), train_ids,
+                 list(eval_rows[recipe.text_column]) if eval_rows is not None else None,
+                 eval_ids, names,
+                 [str(g) for g in train_rows[recipe.group_column]] if recipe.group_column
+                 else None)
 
 
 def class_weights(recipe: Recipe, train_ids: list[int], num_labels: int) -> list[float] | None:
@@ -116,7 +130,7 @@ def prepare(recipe: Recipe, location: str) -> Prepared:
 
     from mindwell.train.models import load_model
 
-    train_texts, train_ids, eval_texts, eval_ids, names = load_split(recipe)
+    train_texts, train_ids, eval_texts, eval_ids, names, _ = load_split(recipe)
     weights = class_weights(recipe, train_ids, len(names))
     model, tokenizer = load_model(recipe, location, len(names), dict(enumerate(names)))
 
@@ -164,7 +178,7 @@ def train_embedding_head(recipe: Recipe, output_dir: Path):
     from mindwell.train.report import plot_loss_curve, write_model_card
     from mindwell.train.runner import TrainResult
 
-    train_texts, train_ids, eval_texts, eval_ids, names = load_split(recipe)
+    train_texts, train_ids, eval_texts, eval_ids, names, _ = load_split(recipe)
     weights = class_weights(recipe, train_ids, len(names))
     x_train = torch.from_numpy(embed(train_texts))
     y_train = torch.tensor(train_ids)
@@ -233,7 +247,7 @@ def train_embedding_svm(recipe: Recipe, output_dir: Path):
     from mindwell.train.report import write_model_card
     from mindwell.train.runner import TrainResult
 
-    train_texts, train_ids, eval_texts, eval_ids, names = load_split(recipe)
+    train_texts, train_ids, eval_texts, eval_ids, names, groups = load_split(recipe)
     if len(names) != 2:
         raise MindwellError(
             f"embedding-svm is binary; the data has {len(names)} labels ({', '.join(names)}).",
@@ -253,7 +267,7 @@ def train_embedding_svm(recipe: Recipe, output_dir: Path):
               "intercept": svm.intercept_[0], "gamma": svm._gamma}
     if recipe.svm_ngrams:
         arrays |= _stacked_ngram_model(recipe, train_texts, y_train, weights, fit_svm, x_train,
-                                       _train_groups(recipe))
+                                       groups)
     adapter_dir = output_dir / "adapter"
     adapter_dir.mkdir(parents=True, exist_ok=True)
     np.savez(adapter_dir / "svm.npz", **arrays)
@@ -273,15 +287,6 @@ def train_embedding_svm(recipe: Recipe, output_dir: Path):
     (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     write_model_card(recipe, summary, output_dir / "README.md")
     return TrainResult(output_dir, final, [], 0, len(train_ids), len(eval_ids or []))
-
-
-def _train_groups(recipe: Recipe) -> list[str] | None:
-    """The recipe's group of each training row (same split as ``load_split``), or None."""
-    if not recipe.group_column:
-        return None
-    _, train_rows, _ = recipe_tables(recipe, stratify_column=recipe.label_column,
-                                     shuffle_caps=True)
-    return [str(group) for group in train_rows[recipe.group_column]]
 
 
 def _stacked_ngram_model(recipe: Recipe, texts: list[str], labels: np.ndarray,
