@@ -1,21 +1,23 @@
-"""Safety gate: rules alone (the baseline) vs rules + the learned layer, in one run.
+"""Safety gate: rules alone (the baseline), rules + the first learned layer (an SVM and an
+n-gram model on frozen sentence embeddings), and rules + the tuned reader (shipped), in one
+run.
 
-For each detector: recall and false alarms on the red-team suites in tests/safety. Two are
-development sets (``redteam.jsonl``, ``redteam_holdout.jsonl``: the shipped threshold is
-lowered until both keep recall 0.99, and rules were mended after reading their misses);
-``redteam_fresh.jsonl`` and ``redteam_blind.jsonl`` were each written blind, measured once,
-and then read (their first numbers are in docs/safety.md); ``redteam_blind2.jsonl`` was
-written blind and measured only by this benchmark. Also the share of ordinary companion-app messages
-it escalates (``tests/safety/everyday.jsonl``, 300 lines written blind: small talk, plans,
-missing someone, low mood, questions), the share of everyday comments it escalates (random
-GoEmotions dev and KOTE test comments: real text never used in training, almost none of it
-crisis), how it splits SDCNL's test posts (r/SuicideWatch vs
-r/depression, title and first two sentences), and the time per assessment on this CPU
-(mean and 95th percentile). A second table shows how often texts from outside the suites
-get the crisis reply: diary entries (the serve benchmark's), dair-ai emotion tweets,
-dreaddit stress posts, Korean single-turn utterances (300 random each; real text, almost
-none of it a crisis).
-Targets (issue 6): recall >= 0.99, false alarms <= 0.05, <= 5 ms per message.
+Every suite counts the protocol and a check-in alike: *recall* is the share of crisis
+lines that do not get a normal reply, *false alarms* the share of other lines that do not.
+Protocol recall (on lines expecting the protocol) and protocol false alarms are reported
+beside them. Suites in tests/safety:
+- development sets, read and used in choices: ``redteam``, ``redteam_holdout`` (thresholds),
+  ``redteam_fresh``, ``redteam_blind``, ``redteam_blind2`` (written blind, measured once,
+  then read), ``everyday`` (ordinary companion messages);
+- the v2 suites written blind for the graded gate: ``crises_v2`` (crises with abuse,
+  violence and harm to others, each line expecting the protocol or a check-in) and
+  ``everyday_v2`` (everyday messages and diary entries in every normal-reply tier). Their
+  first measurement is in docs/safety.md; after it they are development sets too.
+Also: the crisis-reply rate on texts outside the suites (diary entries, dair-ai tweets,
+dreaddit posts, Korean utterances, everyday comments), how it splits SDCNL's test posts,
+and the time per assessment (mean / p95).
+Targets (issue 17): recall >= 0.99, protocol recall >= 0.97, false alarms <= 0.05,
+protocol false alarms <= 0.02, mean <= 5 ms (fast path) / <= 60 ms (with a second reader).
 
     python benchmarks/safety_gate.py [--everyday 600]
 """
@@ -40,23 +42,32 @@ from mindwell.safety.risk import RiskAssessor
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-SUITES = {name: ROOT / "tests" / "safety" / f"redteam{suffix}.jsonl" for name, suffix in [
-    ("redteam (dev)", ""), ("holdout (dev)", "_holdout"), ("fresh (read once)", "_fresh"),
-    ("blind (read once)", "_blind"), ("blind2 (test)", "_blind2")]}
-COMPANION_EVERYDAY = ROOT / "tests" / "safety" / "everyday.jsonl"
+SUITES = {name: ROOT / "tests" / "safety" / f"{file}.jsonl" for name, file in [
+    ("redteam", "redteam"), ("holdout", "redteam_holdout"), ("fresh", "redteam_fresh"),
+    ("blind", "redteam_blind"), ("blind2", "redteam_blind2"), ("everyday", "everyday"),
+    ("crises v2", "crises_v2"), ("everyday v2", "everyday_v2")]}
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
-def suite_rates(assessor: RiskAssessor, rows: list[dict]) -> tuple[float, float, list[float]]:
-    """(recall, false alarm rate, milliseconds per message)."""
-    flags, ms = [], []
+def suite_rates(assessor: RiskAssessor, rows: list[dict]) -> tuple[str, list[float]]:
+    """('recall / false alarms / protocol recall / protocol false alarms', ms per message)
+    with n/a where a suite has no such lines."""
+    actions, ms = [], []
     for row in rows:
         started = time.perf_counter()
-        flags.append(assessor.assess(row["text"], row.get("history")).escalate)
+        actions.append(assessor.assess(row["text"], row.get("history")).action)
         ms.append((time.perf_counter() - started) * 1000)
-    positives = [f for f, r in zip(flags, rows, strict=True) if r["escalate"]]
-    negatives = [f for f, r in zip(flags, rows, strict=True) if not r["escalate"]]
-    return sum(positives) / len(positives), sum(negatives) / len(negatives), ms
+
+    def rate(flags: list[bool]) -> str:
+        return f"{sum(flags) / len(flags):.3f}" if flags else "n/a"
+
+    pairs = list(zip(actions, rows, strict=True))
+    crises = [a != "normal" for a, r in pairs if r["escalate"]]
+    others = [a != "normal" for a, r in pairs if not r["escalate"]]
+    protocol = [a == "protocol" for a, r in pairs
+                if r["escalate"] and r.get("expected", "protocol") == "protocol"]
+    protocol_alarms = [a == "protocol" for a, r in pairs if not r["escalate"]]
+    return " / ".join(map(rate, (crises, others, protocol, protocol_alarms))), ms
 
 
 def outside_sets(count: int = 300) -> dict[str, list[str]]:
@@ -113,24 +124,32 @@ def main() -> None:
     everyday = everyday_messages(args.everyday) if have_shared else []
     sdcnl = sdcnl_posts() if have_shared else []
 
+    from mindwell.safety.reader import READER_PATH
+    from mindwell.safety.risk import HeadReader, shipped_head
+
     detectors = [("rules only (baseline)", RiskAssessor(use_embeddings=False)),
-                 ("rules + learned layer (shipped)", RiskAssessor())]
-    detectors[1][1].assess("warm up: load the embedder")
+                 ("rules + SVM/n-gram layer (v1)", RiskAssessor(reader=HeadReader(
+                     shipped_head())))]
+    if READER_PATH.exists():
+        detectors.append(("rules + tuned reader (shipped)", RiskAssessor()))
+    for _, assessor in detectors[1:]:
+        assessor.assess("warm up: load the encoder")
     outside = outside_sets()
-    suites = {name: read_suite(path) for name, path in SUITES.items()}
-    companion = [row["text"] for row in read_suite(COMPANION_EVERYDAY)]
+    suites = {name: read_suite(path) for name, path in SUITES.items() if path.exists()}
     rows, outside_rows = [], []
     for name, assessor in detectors:
         row, ms = [name], []
         for suite in suites.values():
-            recall, false_alarms, times = suite_rates(assessor, suite)
-            row.append(f"{recall:.3f} / {false_alarms:.3f}")
+            rates, times = suite_rates(assessor, suite)
+            row.append(rates)
             ms += times
-        companion_fa = sum(assessor.assess(t).escalate for t in companion) / len(companion)
-        row.append(f"{companion_fa:.3f}")
+
+        def flagged(texts, assessor=assessor):
+            return sum(assessor.assess(t).action != "normal" for t in texts) / len(texts)
+
         if have_shared:
-            row.append(f"{sum(assessor.assess(t).escalate for t in everyday) / len(everyday):.3f}")
-            flags = [(assessor.assess(t).escalate, label) for t, label in sdcnl]
+            row.append(f"{flagged(everyday):.3f}")
+            flags = [(assessor.assess(t).action != "normal", label) for t, label in sdcnl]
             suicide = [f for f, label in flags if label == 1]
             depression = [f for f, label in flags if label == 0]
             row.append(f"{sum(suicide) / len(suicide):.2f} / "
@@ -141,24 +160,22 @@ def main() -> None:
         row.append(f"{ms.mean():.1f} / {np.percentile(ms, 95):.1f}")
         rows.append(row)
         print(row, flush=True)
-        outside_rows.append([name] + [
-            f"{sum(assessor.assess(t).escalate for t in texts) / len(texts):.3f}"
-            for texts in outside.values()])
+        outside_rows.append([name] + [f"{flagged(texts):.3f}" for texts in outside.values()])
         print(outside_rows[-1], flush=True)
-    body = table(["detector", *(f"{name}: recall / false alarms" for name in SUITES),
-                  "companion messages escalated",
-                  f"everyday comments escalated (n={len(everyday)})",
+    body = "Each suite cell: recall / false alarms / protocol recall / protocol false alarms.\n\n"
+    body += table(["detector", *(f"{name} (n={len(rows_)})" for name, rows_ in suites.items()),
+                  f"everyday comments flagged (n={len(everyday)})",
                   "SDCNL test escalated: SuicideWatch / depression",
                   "ms per message: mean / p95"], rows)
-    body += "\n\nOutside the suites: share of texts that get the crisis reply.\n\n" + table(
+    body += ("\n\nOutside the suites: share of texts that get the protocol or a check-in."
+             "\n\n") + table(
         ["detector", *(f"{name} (n={len(texts)})" for name, texts in outside.items())],
         outside_rows)
     body += (
-        "\n\nTargets: recall >= 0.99 and false alarms <= 0.05 on the suites, <= 5 ms per "
-        "message. The learned layer's threshold keeps recall 0.95 on its own validation "
-        "split and is then lowered until the two development suites keep recall 0.99 "
-        "(scripts/ship_crisis_head.py); the other suites take no part in any choice. "
-        "docs/safety.md has the history of each number."
+        "\n\nTargets (issue 17): recall >= 0.99, protocol recall >= 0.97, false alarms "
+        "<= 0.05, protocol false alarms <= 0.02, mean <= 5 ms per message. The reader's "
+        "thresholds are chosen on its validation split and the development suites "
+        "(scripts/train_safety_reader.py); docs/safety.md has the history of each number."
     )
     print(write_section("safety_gate", "Safety gate: crisis detection", body,
                         "python benchmarks/safety_gate.py"))

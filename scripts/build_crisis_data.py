@@ -19,6 +19,12 @@ one, so the recipe's validation split and the stacking folds never put one side 
 training and its near-copy in validation. Texts are stored as the gate reads them, with
 idioms rewritten (``without_idioms``). The output is derived data: it lives under runs/
 and is never committed.
+
+Graded rows (``configs/data/safety_graded_{en,ko}.jsonl``: protocol, check-in or normal,
+with abuse, violence and harm to others among the protocol lines) are added too. Every row
+has two targets for the safety reader: ``risk`` (protocol or check-in: 1) and ``protocol``
+(1, 0, or -1 where the older binary data does not say whether a crisis line is explicit or
+ambiguous); ``label`` stays ``risk`` for the binary recipes.
 """
 
 from __future__ import annotations
@@ -68,6 +74,44 @@ def pair_rows(pairs: list[dict], seen: set[str]) -> list[dict]:
     return rows
 
 
+# Older binary rows whose category says which grade they are: a passive death wish is a
+# check-in; these crisis categories are explicit (protocol). Others stay unknown (-1).
+CHECK_IN_CATEGORIES = {"passive_death_wish"}
+PROTOCOL_CATEGORIES = {"direct", "farewell", "self_harm", "plan_means_timing", "method_question",
+                       "means_access", "indirect_method", "context_method", "subtle_plan",
+                       "subtle_self_harm", "subtle_farewell", "timing", "method_vs_purpose",
+                       "meds_and_doses", "injury_vs_selfharm", "goodbye_vs_farewell"}
+GRADES = {"normal": (0, 0), "check_in": (1, 0), "protocol": (1, 1)}
+
+
+def targets(row: dict) -> tuple[int, int]:
+    if "grade" in row:
+        return GRADES[row["grade"]]
+    if not row["label"]:
+        return 0, 0
+    category = row.get("category")
+    return 1, (0 if category in CHECK_IN_CATEGORIES else
+               1 if category in PROTOCOL_CATEGORIES else -1)
+
+
+def graded_rows(lines: list[dict], seen: set[str]) -> list[dict]:
+    """Rows of the graded files, a conversation flattened as the gate reads it; its newest
+    message alone is kept as normal only when the conversation is normal."""
+    rows = []
+    for number, line in enumerate(lines):
+        texts = [line["text"]]
+        if line.get("history"):
+            texts = [conversation_text(line["history"], line["text"])]
+            texts += [line["text"]] if line["grade"] == "normal" else []
+        for text in map(without_idioms, texts):
+            if text not in seen:
+                seen.add(text)
+                rows.append({"text": text, "grade": line["grade"], "lang": line["lang"],
+                             "category": line["category"], "source": "graded",
+                             "group": f"graded-{line['lang']}-{line.get('group', number)}"})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "data" / "crisis.jsonl")
@@ -85,6 +129,10 @@ def main() -> None:
     lines = (ROOT / "configs" / "data" / "crisis_pairs.jsonl").read_text().splitlines()
     rows += pair_rows([json.loads(line) for line in lines if line.strip()],
                       {row["text"] for row in rows})
+    for name in ("safety_graded_en.jsonl", "safety_graded_ko.jsonl"):
+        lines = (ROOT / "configs" / "data" / name).read_text().splitlines()
+        rows += graded_rows([json.loads(line) for line in lines if line.strip()],
+                            {row["text"] for row in rows})
     goemotions = SHARED / "goemotions" / "train.tsv"
     kote = SHARED / "kote" / "val.tsv"
     for path in (goemotions, kote):
@@ -102,6 +150,8 @@ def main() -> None:
                      "source": "kote"})
     for number, row in enumerate(rows):
         row.setdefault("group", f"{row['source']}-{number}")
+        row["risk"], row["protocol"] = targets(row)
+        row["label"] = row["risk"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w") as handle:
         for row in rows:

@@ -65,7 +65,7 @@ def test_disclosure_is_repeated_every_three_hours(session):
     ("The lethal dose of that is quite low.", "method information"),
     ("You could jump from the tallest bridge.", "method information"),
     ("You clearly have depression.", "diagnosis"),
-    ("Try taking 50 mg of sertraline each night.", "medication dose"),
+    ("Try taking 50 mg of sertraline each night.", "amount or dose"),
     ("Don't worry, this stays between us.", "confidentiality promise"),
 ])
 def test_guardrails_catch_each_kind(text, kind):
@@ -96,7 +96,7 @@ def test_a_violating_stream_is_cut_and_replaced_before_the_bad_part_shows():
     assert guard.replacements == 1 and closed == [True]
 
 
-def test_an_ordinary_stream_is_not_held_back():
+def test_an_ordinary_stream_is_shown_a_sentence_at_a_time():
     shown = list(guarded_stream(iter(["That ", "sounds ", "hard. ", "What ", "happened?"]),
                                 OutputGuardrail()))
-    assert shown == ["That ", "sounds ", "hard. ", "What ", "happened?"]
+    assert shown == ["That sounds hard. ", "What happened?"]

@@ -50,10 +50,12 @@ def test_method_questions_escalate_only_after_distress(assessor):
 
 def test_risk_accumulates_over_a_conversation():
     assessor = RiskAssessor(use_embeddings=False)  # the rules' accumulation on its own
-    assert not assessor.assess("i'm so tired of everything, it's hopeless").escalate
-    risk = assessor.assess("nobody would notice if i was gone",
-                           history=["it's all hopeless, no way out"])
-    assert risk.escalate and "repeated signs of risk" in " ".join(risk.reasons)
+    assert assessor.assess("i'm so tired of everything, it's hopeless").action == "normal"
+    risk = assessor.assess("honestly there's no way out of this",
+                           history=["it's all hopeless, no future"])
+    # Hopelessness twice is ambiguous risk: a direct question about safety, not the protocol.
+    assert risk.check_in and not risk.escalate
+    assert "repeated signs of risk" in " ".join(risk.reasons)
 
 
 def test_a_friend_report_with_the_writer_included_still_escalates(assessor):
@@ -92,8 +94,11 @@ def _rates(assessor, path):
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     positives = [r for r in rows if r["escalate"]]
     negatives = [r for r in rows if not r["escalate"]]
-    hits = sum(assessor.assess(r["text"], r.get("history")).escalate for r in positives)
-    alarms = sum(assessor.assess(r["text"], r.get("history")).escalate for r in negatives)
+    # The protocol and a check-in both count: neither leaves the person with a normal reply.
+    hits = sum(assessor.assess(r["text"], r.get("history")).action != "normal"
+               for r in positives)
+    alarms = sum(assessor.assess(r["text"], r.get("history")).action != "normal"
+                 for r in negatives)
     return len(rows), hits / len(positives), alarms / len(negatives)
 
 

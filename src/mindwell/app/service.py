@@ -23,9 +23,11 @@ from mindwell.memory import Memory, Store, User
 from mindwell.safety import SafetyGate, crisis_reply, detect_language
 from mindwell.safety.crisis import (
     CRISIS_CHECK_IN,
+    DECLINE_DOSE,
     GROUNDING,
     SAFE_AGAIN,
     SAFETY_PLAN_STEPS,
+    check_in_question,
     says_safe,
 )
 from mindwell.safety.guardrails import OutputGuardrail, guarded_stream
@@ -70,7 +72,8 @@ class ServeConfig:
 def _fixed_reply_prefixes() -> tuple[str, ...]:
     """The start of every fixed crisis message, to recognise crisis mode in conversations
     that stateless API clients send back."""
-    texts = [crisis_reply(korean=False), crisis_reply(korean=True)]
+    texts = [crisis_reply(korean=korean, categories=kind) for korean in (False, True)
+             for kind in ((), ("abuse",))]
     for lang in ("en", "ko"):
         texts += [*SAFETY_PLAN_STEPS[lang], CRISIS_CHECK_IN[lang], GROUNDING[lang]]
     return tuple(text[:30] for text in texts)
@@ -163,18 +166,24 @@ class CompanionService:
         analysis = self._analyze(text)
         recent = [e["text"] for e in self.store.diary(user.id, limit=3, since=created - 3 * 86400)
                   if e["id"] != entry_id]
-        risk = self.safety.assess(text, list(reversed(recent)))
+        risk = self.safety.assess(text, list(reversed(recent)), separate_entries=True)
         analysis["risk"] = risk.as_dict()
         korean = detect_language(text) == "ko"
         answer = None
         if risk.escalate:
-            answer = crisis_reply(self.locale(user), korean=korean)
+            answer = crisis_reply(self.locale(user), korean=korean, categories=risk.categories)
+        elif risk.decline:
+            answer = DECLINE_DOSE["ko" if korean else "en"]
         elif reply:
             context = Memory.as_context(self._recall(user, text, exclude_ref=entry_id))
             prompt = DIARY_PROMPT.format(text=text) + (f"\n\n({context})" if context else "")
             answer = "".join(self._generate_guarded(
                 [{"role": "system", "content": COUNSELOR_SYSTEM_PROMPT},
                  {"role": "user", "content": prompt}], korean)).strip()
+        if risk.check_in:
+            # The person's words get an answer, then a direct question about safety.
+            question = check_in_question(self.locale(user), korean)
+            answer = f"{answer}\n\n{question}" if answer else question
         if stored:
             # Zero rows: the entry was erased while the reply was written; then nothing of
             # it may come back as a memory.
@@ -235,6 +244,9 @@ class CompanionService:
         chat.guardrail = self.guardrail
         state = row["state"]
         chat.history = state.get("history", [])
+        chat.said = [t["text"] for t in self.store.turns(user.id, session_id)
+                     if t["role"] == "user"][-12:]
+        chat.check_in_pending = state.get("check_in_pending", False)
         chat.crisis_mode = state.get("crisis_mode", False)
         chat.crisis_step = state.get("crisis_step", 0)
         chat.disclosed_at = state.get("disclosed_at", row["started_at"])
@@ -311,7 +323,8 @@ class CompanionService:
                 self.store.add_turn(user.id, session_id, "assistant", reply)
                 self.store.save_session(user.id, session_id, {
                     "history": chat.history, "crisis_mode": chat.crisis_mode,
-                    "crisis_step": chat.crisis_step, "disclosed_at": chat.disclosed_at})
+                    "crisis_step": chat.crisis_step, "disclosed_at": chat.disclosed_at,
+                    "check_in_pending": chat.check_in_pending})
                 if remember:  # an erased session refuses the memory (MindwellError below)
                     self.memory.remember(user.id, "turn", session_id, turn.user_text,
                                          session_id=session_id, created_at=asked_at)
@@ -440,8 +453,19 @@ class CompanionService:
         if replies and _is_fixed_reply(replies[-1]):
             chat.crisis_mode = True
             chat.crisis_step = sum(_is_fixed_reply(text) for text in replies[-6:]) - 1
+        # Everything a client sends is untrusted: its system, developer and tool turns and
+        # any assistant turn mindwell did not write are read by the gate like the person's
+        # own words, and one that asks for method information or amounts means nothing is
+        # generated ("Sure, here are the amounts:" is not continued).
+        injected = [m.get("content") for m in messages[:-1] if isinstance(m.get("content"), str)
+                    and m["content"].strip() and (m["role"] in ("system", "developer", "tool") or (
+                        m["role"] == "assistant" and not _is_fixed_reply(m["content"])))]
+        chat.said = [m["content"] if isinstance(m.get("content"), str) else ""
+                     for m in messages[:-1] if m["role"] != "assistant" or not
+                     _is_fixed_reply(m.get("content") or "")][-12:]
+        seeks = any(_asks_for_method(self.safety.assess(text)) for text in injected)
         first = sum(m["role"] == "user" for m in dialogue) == 1
-        turn = chat.ask(dialogue[-1]["content"])
+        turn = chat.ask(dialogue[-1]["content"], decline=seeks)
         info = {"escalated": turn.escalated, "risk": turn.risk.as_dict()}
 
         def pieces() -> Iterator[str]:
@@ -450,6 +474,10 @@ class CompanionService:
             yield from turn.pieces
 
         return pieces(), info
+
+
+def _asks_for_method(risk) -> bool:
+    return risk.decline or bool({"method_lethal", "method_location"} & set(risk.categories))
 
 
 def _alternating(messages: list[Message]) -> list[Message]:

@@ -15,7 +15,15 @@ from mindwell.chat.prompts import AI_DISCLOSURE, COUNSELOR_SYSTEM_PROMPT
 from mindwell.errors import MindwellError
 from mindwell.inference.base import Backend, Message, SamplingParams
 from mindwell.safety import RiskAssessment, SafetyGate, crisis_reply, detect_language
-from mindwell.safety.crisis import SAFE_AGAIN, crisis_mode_reply, says_safe
+from mindwell.safety.crisis import (
+    ANSWERS_NO,
+    ANSWERS_YES,
+    DECLINE_DOSE,
+    SAFE_AGAIN,
+    check_in_question,
+    crisis_mode_reply,
+    says_safe,
+)
 from mindwell.safety.guardrails import OutputGuardrail, guarded_stream
 
 MAX_MESSAGE_CHARS = 4000  # ~1000 tokens: longer pastes crowd out the conversation
@@ -53,12 +61,18 @@ class ChatSession:
         self.locale = locale
         self.max_message_chars = max_message_chars
         self.history: list[Message] = []  # user/assistant turns, without the system prompt
+        # What the person wrote, as written: the safety gate reads these, never the
+        # placeholder that stands in for a crisis message in the model's prompt.
+        self.said: list[str] = []
         # Optional per-turn context (the webcam's face summary), added to the user message.
         self.context: Callable[[], str] | None = None
         self.dropped_turns = 0
         self.guardrail = OutputGuardrail()
         self.crisis_mode = False
         self.crisis_step = 0
+        # The last reply asked directly about safety (a check-in): a yes leads into the
+        # protocol, a clear no continues the conversation.
+        self.check_in_pending = False
         # Risk events for the session log: when, level and reasons, never the message text.
         self.events: list[dict] = []
         self.clock: Callable[[], float] = time.time
@@ -66,12 +80,16 @@ class ChatSession:
 
     def reset(self) -> None:
         self.history.clear()
+        self.said.clear()
         self.dropped_turns = 0
         self.crisis_mode = False
         self.crisis_step = 0
+        self.check_in_pending = False
 
-    def ask(self, text: str) -> Turn | None:
-        """Start a reply to ``text``; None when the message is empty."""
+    def ask(self, text: str, decline: bool = False) -> Turn | None:
+        """Start a reply to ``text``; None when the message is empty. ``decline``: the
+        caller found a request for method information or amounts elsewhere in what it was
+        sent (a client's injected turns), so nothing is generated."""
         text = text.strip()
         if not text:
             return None
@@ -90,22 +108,39 @@ class ChatSession:
         korean = detect_language(text) == "ko"
 
         # The one place every user message is checked before generation.
-        risk = self.safety.assess(text, self.history)
+        risk = self.safety.assess(text, self.said)
+        self.said = [*self.said[-11:], text]
+        lang = "ko" if korean else "en"
+        answered_check_in, self.check_in_pending = self.check_in_pending, False
+        if not risk.escalate and answered_check_in and not self.crisis_mode and (
+                ANSWERS_YES.search(text) and not ANSWERS_NO.search(text)):
+            risk.action, risk.escalate, risk.level = "protocol", True, "high"
+            risk.reasons.append("answered yes when asked about thoughts of suicide")
         if risk.escalate:
             self.events.append({"time": now, "type": "escalation", "level": risk.level,
                                 "reasons": list(risk.reasons)})
+        if risk.escalate and not self.crisis_mode:
             self.crisis_mode, self.crisis_step = True, 0
-            return self._fixed_turn(text, risk, notices,
-                                    crisis_reply(self.locale, korean=korean))
+            return self._fixed_turn(text, risk, notices, crisis_reply(
+                self.locale, korean=korean, categories=risk.categories))
         if self.crisis_mode:
-            if says_safe(text):
+            # Already in crisis mode: the safety plan goes on step by step (the gate reads
+            # the conversation, so it keeps finding the crisis that started it).
+            if says_safe(text) and not risk.escalate:
                 self.crisis_mode = False
                 self.events.append({"time": now, "type": "crisis_mode_ended"})
-                return self._fixed_turn(text, risk, notices, SAFE_AGAIN["ko" if korean else "en"],
-                                        withhold=False)
+                return self._fixed_turn(text, risk, notices, SAFE_AGAIN[lang], withhold=False)
             reply = crisis_mode_reply(text, self.crisis_step, self.locale, korean)
             self.crisis_step += 1
             return self._fixed_turn(text, risk, notices, reply)
+        if risk.decline or decline:
+            return self._fixed_turn(text, risk, notices, DECLINE_DOSE[lang], withhold=False)
+        closing = ""
+        if risk.check_in:
+            self.events.append({"time": now, "type": "check_in", "level": risk.level,
+                                "reasons": list(risk.reasons)})
+            self.check_in_pending = True
+            closing = check_in_question(self.locale, korean)
 
         content = text
         extra = self.context() if self.context else ""
@@ -113,7 +148,8 @@ class ChatSession:
             content = f"{text}\n\n({extra})"
         messages = self._fit([*self.history, {"role": "user", "content": content}], notices)
         suffix = content[len(text):]
-        return Turn(text, risk, self._stream_and_remember(messages, korean, suffix), notices)
+        return Turn(text, risk, self._stream_and_remember(messages, korean, suffix, closing),
+                    notices)
 
     def _fixed_turn(self, text: str, risk: RiskAssessment, notices: list[str], reply: str,
                     withhold: bool = True) -> Turn:
@@ -127,7 +163,8 @@ class ChatSession:
                     escalated=risk.escalate or self.crisis_mode)
 
     def _stream_and_remember(self, messages: list[Message], korean: bool,
-                             context_suffix: str = "") -> Iterator[str]:
+                             context_suffix: str = "", closing: str = "") -> Iterator[str]:
+        """``closing``: fixed text shown after the generated reply (a check-in question)."""
         shown: list[str] = []
         try:
             pieces = self.backend.generate(
@@ -137,6 +174,10 @@ class ChatSession:
             for piece in guarded_stream(pieces, self.guardrail, korean=korean):
                 shown.append(piece)
                 yield piece
+            if closing:
+                closing = ("\n\n" if "".join(shown).strip() else "") + closing
+                shown.append(closing)
+                yield closing
         finally:
             # Even a reply cut short (Ctrl-C) stays in history, so the next turn's prompt
             # shares the cached prefix and the conversation reads as it happened.

@@ -19,13 +19,14 @@ class SafetyGate:
     def __init__(self, assessor: RiskAssessor | None = None) -> None:
         self.assessor = assessor or RiskAssessor()
 
-    def assess(self, text: str, history: list | None = None) -> RiskAssessment:
+    def assess(self, text: str, history: list | None = None,
+               separate_entries: bool = False) -> RiskAssessment:
         earlier = [
             m if isinstance(m, str) else m["content"]
             for m in history or []
             if isinstance(m, str) or m.get("role") == "user"
         ]
-        return self.assessor.assess(text, earlier)
+        return self.assessor.assess(text, earlier, separate_entries=separate_entries)
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,41 @@ def helplines_for(locale: str | None) -> list[Helpline]:
     return [*HELPLINES["US"], *HELPLINES["GB"], *HELPLINES["KR"], INTERNATIONAL]
 
 
-def crisis_reply(locale: str | None = None, korean: bool = False) -> str:
-    """The fixed reply given instead of generation when a message escalates."""
+# Danger from another person, or to another person: emergency numbers first, then the
+# lines for domestic abuse and for children. Every number is checked against a public
+# source cited in docs/safety.md.
+ABUSE_HELPLINES: dict[str, list[Helpline]] = {
+    "US": [Helpline("United States", "Emergency", "911"),
+           Helpline("United States", "National Domestic Violence Hotline",
+                    "1-800-799-7233, or text START to 88788"),
+           Helpline("United States", "Childhelp National Child Abuse Hotline",
+                    "1-800-422-4453")],
+    "KR": [Helpline("South Korea", "경찰 (긴급)", "112"),
+           Helpline("South Korea", "여성긴급전화 (가정폭력·성폭력·스토킹)", "1366"),
+           Helpline("South Korea", "자살예방상담전화", "109")],
+    "GB": [Helpline("United Kingdom", "Emergency", "999"),
+           Helpline("United Kingdom", "National Domestic Abuse Helpline", "0808 2000 247"),
+           Helpline("United Kingdom", "Childline (under 19)", "0800 1111")],
+}
+ABUSE_CATEGORIES = {"abuse", "harm_to_others"}
+
+
+def _region(locale: str | None) -> str:
+    return (locale or "").upper().replace("-", "_").split("_")[-1]
+
+
+def crisis_reply(locale: str | None = None, korean: bool = False,
+                 categories: list[str] | tuple = ()) -> str:
+    """The fixed reply given instead of generation when a message needs the protocol;
+    danger from or to other people gets the abuse lines of the locale."""
+    if set(categories) & ABUSE_CATEGORIES:
+        return _abuse_reply(locale, korean)
     lines_for = helplines_for(locale)
     if korean and HELPLINES["KR"][0] not in lines_for:
         # Written in Korean under another region's locale: the person may well be in Korea
         # (or the locale is a default nobody set), so Korea's line is given too.
         lines_for = [*HELPLINES["KR"], *lines_for]
-    lines = "\n".join(f"  - {h.region}: {h.name}, {h.contact}" for h in lines_for)
+    lines = _listed(lines_for)
     if korean:
         return (
             "이야기해 주셔서 고마워요. 지금 많이 힘드신 것 같아요. 혼자 견디지 않으셔도 돼요.\n"
@@ -77,6 +105,76 @@ def crisis_reply(locale: str | None = None, korean: bool = False) -> str:
         "Are you safe right now? If you like, we can make a safety plan together, one small "
         "step at a time, or try a short grounding exercise."
     )
+
+
+def _listed(lines_for: list[Helpline]) -> str:
+    return "\n".join(f"  - {h.region}: {h.name}, {h.contact}" for h in lines_for)
+
+
+def _abuse_reply(locale: str | None, korean: bool) -> str:
+    region = _region(locale)
+    if region == "IE":
+        region = "GB"
+    lines_for = ABUSE_HELPLINES.get(region)
+    if lines_for is None:  # unknown locale: every listed country, and the directory
+        lines_for = [*ABUSE_HELPLINES["US"], *ABUSE_HELPLINES["GB"], *ABUSE_HELPLINES["KR"]]
+    if korean and ABUSE_HELPLINES["KR"][0] not in lines_for:
+        lines_for = [*ABUSE_HELPLINES["KR"], *lines_for]
+    lines = _listed([*lines_for, INTERNATIONAL])
+    if korean:
+        return (
+            "말해 주셔서 고마워요. 누군가에게 다치거나 위협받는 건 결코 당신 잘못이 아니에요.\n"
+            "지금 위험하다면 바로 112에 전화하거나 문자로 신고해 주세요. 도움받을 수 있는 곳이에요:\n"
+            f"{lines}\n"
+            "지금 있는 곳은 안전한가요? 안전한 장소나 믿을 수 있는 사람에게 갈 수 있는지 함께 생각해 봐요."
+        )
+    return (
+        "Thank you for telling me. Being hurt or threatened by someone is never your fault, "
+        "and you deserve to be safe.\n"
+        "If you or anyone with you is in danger right now, call your local emergency number. "
+        "These lines help with abuse and violence, day and night:\n"
+        f"{lines}\n"
+        "Are you safe where you are right now? We can think together about a safe place or a "
+        "person you could go to."
+    )
+
+
+# A check-in follows a generated reply to the person's own words: one direct, warm
+# question about safety and one line of resources, instead of the whole protocol.
+CHECK_IN = {
+    "en": "I want to ask you directly, because it matters: are you having thoughts of "
+    "ending your life, or of hurting yourself? If you ever are, you can reach {line} any time.",
+    "ko": "중요한 거라 직접 여쭤볼게요. 혹시 스스로 목숨을 끊거나 자신을 해치고 싶은 생각이 드시나요? "
+    "그런 생각이 들 때는 언제든 {line}에 연락하실 수 있어요.",
+}
+
+
+def check_in_question(locale: str | None, korean: bool) -> str:
+    main = HELPLINES["KR"][0] if korean else helplines_for(locale)[0]
+    return CHECK_IN["ko" if korean else "en"].format(line=f"{main.name} ({main.contact})")
+
+
+# The answer to a check-in: yes (or anything but a clear no) leads into the protocol.
+ANSWERS_YES = re.compile(
+    r"^\W*(yes|yeah|yep|yup|ya|sometimes|kind of|kinda|maybe|i think so|a little|"
+    r"honestly yes|i do|i am|i have)\b|\b(i do think about it|i have been|thinking about it)\b"
+    r"|^\W*(네|응|어|예|그래|가끔|조금|좀|솔직히|맞아|그런\s*것\s*같)", re.I)
+ANSWERS_NO = re.compile(
+    r"^\W*(no|nope|nah|not really|no no|never)\b|\bnot (suicidal|thinking about "
+    r"(that|it|suicide|dying))\b|\bi('m| am) (safe|okay|ok|fine)\b|\bnot like that\b"
+    r"|^\W*(아니|아뇨|아니요|아녜요|전혀)|그런\s*(생각|건)\s*(은|는)?\s*(없|아니)|안전해", re.I)
+
+# A request for a medication dose or amount: mindwell gives none (a fixed reply, not
+# generated), whatever the reason given.
+DECLINE_DOSE = {
+    "en": "I can't give medication doses or amounts of any substance, even for a general "
+    "question: that has to come from a doctor or pharmacist who knows your situation, or "
+    "the leaflet that came with it. If you are worried about what someone has taken, call "
+    "your local emergency number or poison control now. How are you doing yourself?",
+    "ko": "약의 용량이나 어떤 물질의 양은 일반적인 질문이라도 알려 드릴 수 없어요. 상황을 아는 "
+    "의사나 약사, 또는 약 설명서를 통해 확인해 주세요. 누군가 무언가를 먹어서 걱정된다면 지금 "
+    "바로 119에 연락해 주세요. 요즘 당신은 어떻게 지내고 계세요?",
+}
 
 
 # -- crisis mode ------------------------------------------------------------------------

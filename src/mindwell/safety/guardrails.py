@@ -11,12 +11,43 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_DRUGS = (
-    r"sertraline|zoloft|fluoxetine|prozac|escitalopram|lexapro|citalopram|paroxetine|"
-    r"venlafaxine|bupropion|mirtazapine|trazodone|xanax|alprazolam|lorazepam|diazepam|"
-    r"valium|clonazepam|zolpidem|ambien|quetiapine|lithium|melatonin|ibuprofen|"
-    r"acetaminophen|paracetamol|tylenol|aspirin|benadryl|diphenhydramine"
-)
+# Amounts need no list of drug names: any quantity (digits or number words, English or
+# Korean) with a dose or amount unit is withheld, since mindwell gives no doses at all, and
+# a quantity with a height or weight unit is withheld in a reply that touches medication,
+# poison, falls, weapons or dying.
+_NUMBER = (r"(\d+([.,]\d+)?|\b(a|one|two|three|four|five|six|seven|eight|nine|ten|eleven|"
+           r"twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|"
+           r"thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|dozen|half|"
+           r"several|few|couple)\b)")
+_DOSE_UNIT = (r"(mg|milligrams?|mcg|µg|ug|micrograms?|ml|millilit(er|re)s?|cc|iu|units?|"
+              r"g|grams?|tablets?|pills?|capsules?|caps|doses?|drops?|grains?|ounces?|oz|"
+              r"bottles?|packs?|shots?)")
+_HEIGHT_UNIT = (r"(m|meters?|metres?|feet|foot|ft|stor(e)?ys?|stories|floors?|levels?|yards?|"
+                r"kg|kilograms?|lbs?|pounds?)")
+# Korean counts: digits or native numbers, a counter, then a particle or the end of the
+# word ("스무 알을", "20층"), so "네, 알겠어요" and "이 정도" are not amounts.
+_KO_NUMBER = r"(\d+([.,]\d+)?|한|두|세|네|다섯|여섯|일곱|여덟|아홉|열|스무|서른|마흔|쉰|백|천)"
+_KO_END = r"(?=$|[^가-힣]|(을|를|이|씩|은|는|만|정도|까지|이나|쯤|에서|에|이면|면|짜리)(?![가-힣]))"
+_KO_DOSE_UNIT = r"(밀리그램|그램|밀리리터|mg|ml|알|정|캡슐|방울|병|봉지|팩|통)"
+_KO_HEIGHT_UNIT = r"(층|미터|m|킬로)"
+_TOPIC = re.compile(
+    r"\b(medic\w*|meds|drugs?|pills?|tablets?|dos(e|es|age)|overdos\w*|poison\w*|toxic\w*|"
+    r"lethal|fatal|deadly|die|dying|death|dead|kill\w*|suicid\w*|jump\w*|fall\w*|drop\w*|"
+    r"height|high|tall|bridge|roof\w*|building|cliff|balcony|gun|firearm|bullet|rifle|pistol|"
+    r"knife|blade|rope|hang\w*|gas|carbon monoxide|fumes?|weapon\w*)\b"
+    r"|약|독|치사|죽|자살|뛰어|추락|높이|다리|옥상|총|칼|밧줄|가스|번개탄|농약", re.I)
+_RANGE = r"\s*((-|to|~|or)\s*\d+\s*)?"
+_DOSE_AMOUNT = re.compile(rf"{_NUMBER}{_RANGE}\s*{_DOSE_UNIT}(?![a-z])"
+                          rf"|{_KO_NUMBER}{_RANGE}\s*{_KO_DOSE_UNIT}{_KO_END}", re.I)
+_HEIGHT_AMOUNT = re.compile(rf"{_NUMBER}{_RANGE}\s*{_HEIGHT_UNIT}(?![a-z])"
+                            rf"|{_KO_NUMBER}{_RANGE}\s*{_KO_HEIGHT_UNIT}{_KO_END}", re.I)
+
+
+def _amount(text: str) -> bool:
+    return bool(_DOSE_AMOUNT.search(text)) or bool(
+        _HEIGHT_AMOUNT.search(text) and _TOPIC.search(text))
+
+
 _RULES: list[tuple[str, re.Pattern]] = [
     (name, re.compile(pattern, re.I))
     for name, pattern in [
@@ -34,10 +65,6 @@ _RULES: list[tuple[str, re.Pattern]] = [
          r"borderline|an?\s+(anxiety|personality|eating|mood)\s+disorder)"
          r"|\byou\s+are\s+(bipolar|schizophrenic|depressed\s+clinically)"
          r"|\bi\s+diagnose\b|\bmy\s+diagnosis\b|당신은\s*\S*(우울증|조울증|공황장애)입니다"),
-        ("medication dose",
-         r"\b(" + _DRUGS + r")\b"
-         r"[^.\n]{0,40}?\b\d+(\.\d+)?\s*(mg|milligrams?|g|grams?|mcg|pills?|tablets?)\b"
-         r"|\b\d+(\.\d+)?\s*(mg|milligrams?)\s+of\s+\w+"),
         ("confidentiality promise",
          r"\b(i\s+(will|won't|will not)\s+(never\s+)?(tell|share|report)\s+(this\s+)?"
          r"(to\s+)?(anyone|nobody)|this\s+stays\s+between\s+us|(completely|totally|100%)\s+"
@@ -67,7 +94,10 @@ class GuardrailResult:
 
 
 def violations(text: str) -> list[str]:
-    return [name for name, rule in _RULES if rule.search(text)]
+    found = [name for name, rule in _RULES if rule.search(text)]
+    if _amount(text):
+        found.append("amount or dose")
+    return found
 
 
 class OutputGuardrail:
@@ -84,46 +114,45 @@ class OutputGuardrail:
         return GuardrailResult(SAFE_REPLY_KO if korean else SAFE_REPLY, True, found)
 
 
-# Words that can begin a violation. Text after one is held back until its sentence ends and
-# has been checked; all other text streams at once, so a normal reply loses no latency.
-_HOLD_TRIGGERS = re.compile(
-    r"\b(lethal|fatal|deadly|overdose|od on|dose|doses|how to|jump(ing)? (off|from)|"
-    r"hang(ing)?|slit|noose|(enough|many|much) (pills|tablets|sleeping)|pills|tablets|"
-    r"\d+\s*(mg|milligrams?|g|grams?|mcg|m|meters?|metres?|feet|ft|stories|storeys)|"
-    r"you\s+(\w+\s+)?(have|suffer|are suffering)|you are (bipolar|schizophrenic)|"
-    r"i (won't|will not|will never|won't ever) (tell|share|report)|this stays|"
-    r"confidential|secret|no one will|diagnos\w*|" + _DRUGS + r")\b|치사|목을|뛰어|당신은|비밀|"
-    r"아무한테",
-    re.I,
-)
-_SENTENCE_END = re.compile(r"[.!?。\n]\s*$")
+_SENTENCE_END = re.compile(r"[.!?。…]+[\"')\]]*(\s+|$)|\n")
 
 
 def guarded_stream(pieces, guardrail: OutputGuardrail, korean: bool = False,
-                   hold_limit: int = 200):
-    """Stream ``pieces``, holding back risky sentences until checked.
+                   hold_limit: int = 300):
+    """Stream ``pieces`` a sentence at a time: each sentence is held back until it is
+    complete and the reply so far has passed the check (a number and its unit often arrive
+    in different pieces, so nothing is shown before its sentence is whole). A sentence
+    longer than ``hold_limit`` characters is checked and shown as it is.
 
     If the reply so far breaks a rule, generation is stopped and the safe reply follows
     what was already shown (which had passed the check). The final text, as shown, is the
     generator's return value (``StopIteration.value``).
     """
     shown, held = "", ""
+
+    def replaced():
+        guardrail.replacements += 1
+        return ("\n\n" if shown.strip() else "") + (SAFE_REPLY_KO if korean else SAFE_REPLY)
+
     try:
         for piece in pieces:
             held += piece
-            if violations(shown + held):
-                guardrail.replacements += 1
-                safe = SAFE_REPLY_KO if korean else SAFE_REPLY
-                tail = ("\n\n" if shown.strip() else "") + safe
+            ends = [m.end() for m in _SENTENCE_END.finditer(held)]
+            cut = ends[-1] if ends else (len(held) if len(held) >= hold_limit else 0)
+            if not cut:
+                continue
+            ready, held = held[:cut], held[cut:]
+            if violations(shown + ready):
+                tail = replaced()
                 yield tail
                 return shown + tail
-            window = shown[-40:] + held
-            if _HOLD_TRIGGERS.search(window) and not _SENTENCE_END.search(held) and (
-                    len(held) < hold_limit):
-                continue
-            yield held
-            shown, held = shown + held, ""
+            yield ready
+            shown += ready
         if held:
+            if violations(shown + held):
+                tail = replaced()
+                yield tail
+                return shown + tail
             yield held
             shown += held
         return shown

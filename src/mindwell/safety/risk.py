@@ -22,16 +22,21 @@ import re
 from dataclasses import dataclass, field
 
 from mindwell.safety.learned import CrisisHead, shipped_head
+from mindwell.safety.normalize import normalize
 from mindwell.safety.rules import (
+    ABUSE_RULES,
+    DOSE_QUESTION,
     KOREAN_REPORTED,
     LEVELS,
     NOT_SAFE,
+    PASSIVE_WISH,
     RECOVERY,
     RELAPSE,
     REPORTED_SPEECH,
     RULES,
     SAYS_SAFE,
     SELF_REFERENCE,
+    TAKES_BACK,
     THIRD_PARTY,
     TOPIC_EXEMPTIONS,
     without_idioms,
@@ -54,21 +59,42 @@ def straight_quotes(text: str) -> str:
     return text.translate(_CURLY)
 
 
+ALL_RULES = [*RULES, *ABUSE_RULES]
+
+
 def conversation_text(history: list[str], text: str) -> str:
     """What the learned layer reads for a message in its conversation (training data of
     conversations is flattened the same way)."""
     return " ".join([*history[-CONTEXT_MESSAGES:], text])
 
 
+# The three answers, as clinicians grade them (docs/safety.md):
+# - protocol: the fixed reply with helplines and a safety plan (explicit intent, plan, means,
+#   preparation, goodbye, self-harm, danger from another person, harm to others);
+# - check_in: ambiguous risk (a passive wish to be dead, hopelessness with risk words): the
+#   companion answers the person's words and asks directly about safety;
+# - normal: everything else, including grief, recovery, idioms and stress.
+ACTIONS = ("normal", "check_in", "protocol")
+
+
 @dataclass
 class RiskAssessment:
     level: str = "none"
-    escalate: bool = False
+    escalate: bool = False  # the protocol: no generated text
     reasons: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
+    action: str = "normal"
+    # A medication dose or amount was asked for: mindwell answers with a fixed decline
+    # instead of generating (it gives no doses at all).
+    decline: bool = False
+
+    @property
+    def check_in(self) -> bool:
+        return self.action == "check_in"
 
     def as_dict(self) -> dict:
-        return {"level": self.level, "escalate": self.escalate, "reasons": self.reasons}
+        return {"level": self.level, "escalate": self.escalate, "action": self.action,
+                "decline": self.decline, "reasons": self.reasons}
 
 
 def detect_language(text: str) -> str:
@@ -112,23 +138,40 @@ def _max_level(levels: list[str]) -> str:
     return max(levels, key=LEVELS.index, default="none")
 
 
+# Categories whose rules answer with the protocol; "hopeless", "method_location" and
+# "distress" only add to a conversation's risk.
+PROTOCOL_CATEGORIES = {"direct", "plan_means", "timing", "self_harm", "farewell",
+                       "hopeless_intent", "method_lethal", "abuse", "harm_to_others"}
+# Danger from or to other people: reported speech and third persons are the point here, so
+# only a story that is over (or news and fiction) lowers them.
+OTHERS_CATEGORIES = {"abuse", "harm_to_others"}
+RISK_CATEGORIES = {"distress", "hopeless", "hopeless_intent", "direct", "self_harm",
+                   "plan_means", "method_lethal"}
+
+
 class RiskAssessor:
     """Stateless per message; pass the earlier user messages of the conversation."""
 
-    def __init__(self, use_embeddings: bool = True, head: CrisisHead | None = None) -> None:
+    def __init__(self, use_embeddings: bool = True, reader=None, head: CrisisHead | None = None
+                 ) -> None:
         self.use_embeddings = use_embeddings
-        self._head = head
+        self._reader = reader if reader is not None else (
+            HeadReader(head) if head is not None else None)
 
     def match(self, text: str) -> list:
-        """The rules that ``text`` (already through ``straight_quotes``) matches."""
-        return [rule for rule in RULES if rule.pattern.search(text)]
+        """The rules that ``text`` (already through ``prepare``) matches."""
+        return [rule for rule in ALL_RULES if rule.pattern.search(text)]
 
     def assess(self, text: str, history: list[str] | None = None,
-               vector=None) -> RiskAssessment:
-        """``vector``: the sentence embedding of ``text`` when the caller already has it
+               vector=None, separate_entries: bool = False) -> RiskAssessment:
+        """``history``: the person's earlier messages, oldest first. ``separate_entries``:
+        they are diary entries written on other occasions, not one conversation: an
+        earlier entry then only raises attention and never escalates an ordinary new one.
+        ``vector``: the sentence embedding of ``text`` when the caller already has it
         (batched analysis), so the learned layer does not embed it again."""
-        text = straight_quotes(text)
-        history = [straight_quotes(h) for h in (history or []) if h][-6:]
+        original = text
+        text = prepare(text)
+        history = [prepare(h) for h in (history or []) if h][-6:]
         matched = self.match(text)
         language = detect_language(text)
         categories = sorted({r.category for r in matched})
@@ -139,60 +182,145 @@ class RiskAssessor:
             # the conversation's accumulated risk.
             level = "medium" if level == "imminent" else level
 
-        about_others = TOPIC_EXEMPTIONS.search(text) or (
-            THIRD_PARTY.search(text) and REPORTED_SPEECH.search(text)) or (
-            language == "ko" and (KOREAN_REPORTED.search(text) or THIRD_PARTY.search(text)))
-        recovered = RECOVERY.search(text) and not RELAPSE.search(text)
-        exempt = None
-        if recovered:
-            exempt = "speaks of a crisis that is over"
-        elif about_others and not SELF_REFERENCE.search(text):
-            exempt = "about someone else, prevention, fiction or news"
+        exempt = self._exemption(text, language, categories)
         if exempt and LEVELS.index(level) >= LEVELS.index("medium"):
             reasons.append(exempt)
             level = "low"
-        # "I'm safe now" keeps the learned layer quiet but never hides what the rules found:
-        # "I'm safe now but I want to kill myself tonight" still escalates.
-        says_safe = SAYS_SAFE.search(text) and not NOT_SAFE.search(text)
+        action = "protocol" if LEVELS.index(level) >= LEVELS.index("high") else "normal"
+        if action == "protocol" and _only_passive(text, matched):
+            action, level = "check_in", "medium"
+            reasons.append("a passive wish to be dead, without intent or a plan")
+        elif level == "medium" and not exempt and (
+                "timing" in categories or PASSIVE_WISH.search(text)):
+            # "nobody would notice if I was gone", "tonight is the night": ambiguous risk.
+            # Hopelessness alone ("I feel hopeless about this job hunt") is not; it only adds
+            # to the conversation's risk.
+            action = "check_in"
 
-        if (self.use_embeddings and not exempt and not says_safe
-                and LEVELS.index(level) < LEVELS.index("high")):
-            head = self.head
-            texts = [without_idioms(text)]
-            if history:
-                texts.append(without_idioms(conversation_text(history, text)))
-            if vector is not None and texts == [text]:
-                score = float(head.scores(texts, vector[None, :])[0])
-            else:
-                score = float(head.scores(texts).max())
-            if score >= head.threshold:
-                level = "high"
-                reasons.append(f"close in meaning to crisis messages (score {score:.2f})")
-            elif score >= head.medium_threshold and LEVELS.index(level) < LEVELS.index(
-                    "medium"):
-                level = "medium"
-                reasons.append(f"somewhat close to crisis messages (score {score:.2f})")
+        # The learned reader: what the rules did not list. "I'm safe now" alone keeps it
+        # quiet (its training messages talk about safety too), but never a long message or
+        # one that asks for amounts: "I'm safe now, just curious how many..." is read.
+        says_safe = (SAYS_SAFE.search(text) and not NOT_SAFE.search(text)
+                     and len(text.split()) <= 15 and not DOSE_QUESTION.search(text))
+        if self.use_embeddings and not exempt and not says_safe and action != "protocol":
+            action, level = self._read(text, history, vector if text == original else None,
+                                       action, level, reasons, separate_entries)
 
-        # Risk accumulates over the conversation.
+        action, level = self._conversation(text, history, categories, action, level, reasons)
+        if action == "normal" and language == "other" and DOSE_QUESTION.search(text):
+            reasons.append("asks for an amount in a language the reader does not know")
+        decline = action != "protocol" and bool(DOSE_QUESTION.search(text))
+        if decline:
+            reasons.append("asks for a medication dose or amount")
+        return RiskAssessment(level, action == "protocol", reasons, categories, action, decline)
+
+    def _exemption(self, text: str, language: str, categories: list[str]) -> str | None:
+        """Why the rules' finding does not apply to the writer now, if it does not."""
+        recovered = RECOVERY.search(text) and not RELAPSE.search(text)
+        if recovered:
+            return "speaks of a crisis that is over"
+        if set(categories) & OTHERS_CATEGORIES:
+            fiction = TOPIC_EXEMPTIONS.search(text) and not re.search(
+                r"\b(me|my|us|our)\b|나를|날|저를|우리", text, re.I)
+            return "news, fiction or prevention" if fiction else None
+        about_others = TOPIC_EXEMPTIONS.search(text) or (
+            THIRD_PARTY.search(text) and REPORTED_SPEECH.search(text)) or (
+            language == "ko" and (KOREAN_REPORTED.search(text) or THIRD_PARTY.search(text)))
+        if about_others and not SELF_REFERENCE.search(text):
+            return "about someone else, prevention, fiction or news"
+        return None
+
+    def _read(self, text, history, vector, action, level, reasons, separate_entries):
+        reader = self.reader
+        texts = [without_idioms(text)]
+        risk, protocol = reader.scores(texts, None if vector is None else vector[None, :])
+        risk, protocol = float(risk[0]), float(protocol[0])
+        # In a chat the last messages are read with the new one: "how long does a letter
+        # take to arrive?" right after "I wrote my goodbye letters" belongs to that
+        # conversation, and an old sign fades once it is more than CONTEXT_MESSAGES back.
+        # Diary entries are separate occasions: an earlier entry is read only when the new
+        # one carries some sign itself, so it never makes an ordinary entry ("went to the
+        # farmers market w mom") a crisis.
+        if history and (risk >= reader.attention or not separate_entries):
+            both_risk, both_protocol = reader.scores(
+                [without_idioms(conversation_text(history, text))])
+            risk, protocol = max(risk, float(both_risk[0])), max(protocol,
+                                                                 float(both_protocol[0]))
+        if protocol >= reader.protocol_threshold:
+            reasons.append(f"the reader finds a crisis (score {protocol:.2f})")
+            return "protocol", "high"
+        if risk >= reader.check_in_threshold and action == "normal":
+            reasons.append(f"the reader finds possible risk (score {risk:.2f})")
+            return "check_in", "medium"
+        return action, level
+
+    def _conversation(self, text, history, categories, action, level, reasons):
+        """Risk that builds over a conversation."""
         earlier = [self.match(h) for h in history]
-        earlier_levels = [_max_level([r.level for r in rules]) for rules in earlier]
         earlier_categories = {r.category for rules in earlier for r in rules}
-        if level == "medium" and "method_location" in categories and (
-                "distress" in categories or earlier_categories & {
-                    "distress", "hopeless", "hopeless_intent", "direct", "self_harm"}):
-            level = "high"
+        if action != "protocol" and "method_location" in categories and (
+                "distress" in categories or earlier_categories & RISK_CATEGORIES):
             reasons.append("asks about means after describing distress or hopelessness")
-        elif level in ("low", "medium") and (
-                sum(lv in ("medium", "high", "imminent") for lv in earlier_levels)
-                + (level == "medium") >= 2):
-            level = "high"
+            return "protocol", "high"
+        crisis_before = any(r.level in ("high", "imminent") and r.category in
+                            PROTOCOL_CATEGORIES for rules in earlier for r in rules)
+        if action == "normal" and crisis_before and TAKES_BACK.search(text):
+            reasons.append("takes back an earlier crisis message")
+            return "check_in", "medium"
+        earlier_signs = sum(any(LEVELS.index(r.level) >= LEVELS.index("medium") for r in rules)
+                            for rules in earlier)
+        if action == "normal" and level == "medium" and earlier_signs:
             reasons.append("repeated signs of risk in this conversation")
-
-        escalate = LEVELS.index(level) >= LEVELS.index("high")
-        return RiskAssessment(level, escalate, reasons, categories)
+            return "check_in", "medium"
+        return action, level
 
     @property
-    def head(self) -> CrisisHead:
-        if self._head is None:
-            self._head = shipped_head()
-        return self._head
+    def reader(self):
+        if self._reader is None:
+            self._reader = shipped_reader()
+        return self._reader
+
+
+def _only_passive(text: str, matched: list) -> bool:
+    """Every protocol-level rule that matched matched inside a passive wish ("I wish I
+    could sleep and not wake up"), and nothing else says intent."""
+    spans = [m.span() for m in PASSIVE_WISH.finditer(text)]
+    if not spans:
+        return False
+    for rule in matched:
+        if LEVELS.index(rule.level) < LEVELS.index("high"):
+            continue
+        found = rule.pattern.search(text)
+        if not any(start <= found.start() < end or found.start() <= start < found.end()
+                   for start, end in spans):
+            return False
+    return True
+
+
+def prepare(text: str) -> str:
+    """What the rules and the reader read: straight quotes, no disguises."""
+    return normalize(straight_quotes(text))
+
+
+class HeadReader:
+    """The first learned layer (SVM + n-grams, one decision value) as a reader: the same
+    value serves as the risk and the protocol score."""
+
+    def __init__(self, head: CrisisHead) -> None:
+        self.head = head
+        self.attention = head.medium_threshold
+        self.check_in_threshold = head.threshold
+        self.protocol_threshold = head.threshold
+
+    def scores(self, texts: list[str], vectors=None):
+        values = self.head.scores(texts, vectors)
+        return values, values
+
+
+def shipped_reader():
+    """The tuned reader that ships with mindwell; the first learned layer where a build
+    has none (a source checkout before scripts/train_safety_reader.py ran)."""
+    from mindwell.safety.reader import READER_PATH
+    from mindwell.safety.reader import shipped_reader as tuned
+
+    return tuned() if READER_PATH.exists() else HeadReader(shipped_head())

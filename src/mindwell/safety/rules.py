@@ -211,6 +211,97 @@ RULES: list[Rule] = [
             r"(남편|아내|와이프|여자\s*친구|남자\s*친구|여친|남친)\S*\s*(\S+\s*)?떠났"),
 ]
 
+# -- danger from others, and to others ---------------------------------------------------
+# The person (or a child, or an older person in their care) is being hurt or threatened, or
+# the person says they will hurt someone. Answered with the protocol and the abuse lines of
+# the locale (crisis.py). Violence needs a person as the one who does it and the writer or
+# their family as the one it is done to: "it hit me that", "the heat hits us" do not match.
+_DOER = (r"\b(he|she|they|dad|daddy|father|stepdad|stepfather|mom|mum|mommy|mother|stepmom|"
+         r"stepmother|husband|wife|partner|boyfriend|girlfriend|bf|gf|ex|fianc[eé]e?|uncle|"
+         r"aunt|grandpa|grandfather|grandma|grandmother|brother|sister|cousin|son|daughter|"
+         r"carer|caregiver|nurse|teacher|coach|boss|neighbou?r|landlord|roommate|pimp)\b")
+_VICTIM = (r"\b(me|us|my (mom|mum|mother|dad|father|sister|brother|little \w+|baby|kids?|"
+           r"children|son|daughter|wife|husband|grandma|grandpa|dog|cat)|him|her|them)\b")
+ABUSE_RULES = [
+    *_rules("high", "abuse", "describes violence or abuse by another person",
+            _DOER + r"[^.!?\n]{0,40}?\b(hits|hit|hitting|beats|beat|beating|punch(es|ed)?|"
+            r"kick(s|ed)|slap(s|ped)|chok(es|ed|ing)|strangl\w+|shov(es|ed)|pushed|burn(s|ed)|"
+            r"smash(es|ed)|threw|throws|drags?|dragged|whips?|whipped|belts?|belted)\s+"
+            + _VICTIM,
+            _DOER + r"[^.!?\n]{0,40}?\b(threaten(s|ed)?|said|says|swore|screamed)\b[^.!?\n]{0,20}"
+            r"\b(to\s+|he'?d\s+|she'?d\s+|they'?d\s+|he\s+will\s+|she\s+will\s+|he'?ll\s+|"
+            r"she'?ll\s+|would\s+|will\s+)?(kill|hurt|stab|shoot|burn)\s+(me|us|my|the kids|"
+            r"him|her|them)\b",
+            r"\b(knife|gun|bat|hammer)\b[^.!?\n]{0,25}\b(at|to|against)\s+(me|my|us)\b",
+            r"\b(pulled|held|pointed|waved)\s+(a|the|his|her)\s+(knife|gun)\b",
+            r"\b(touch(es|ed|ing)|molest\w*|rap(ed|es|ing)|forced himself|forced herself)\b"
+            r"[^.!?\n]{0,20}\b(me|my body|my sister|my brother|my daughter|my son)\b"
+            r"(?![^.!?\n]{0,20}\b(heart|soul|life)\b)",
+            r"\b(afraid|scared|terrified)\s+(to go home|he'?ll|she'?ll|he will|she will|of my "
+            r"(dad|father|mom|mother|husband|wife|partner|boyfriend|girlfriend|stepdad))\b",
+            r"\b(bruises?|black eye|broken (arm|rib|nose))\b[^.!?\n]{0,40}\b(he|she|dad|mom|"
+            r"father|mother|husband|boyfriend|partner|stepdad)\b[^.!?\n]{0,20}\b(did|gave|"
+            r"caused|hit|beat)\b",
+            r"\b(domestic (violence|abuse)|abusive (husband|wife|partner|boyfriend|girlfriend|"
+            r"father|dad|mother|mom|home|relationship))\b(?![^.!?\n]{0,30}\b(awareness|"
+            r"statistics|documentary|article|film|movie|novel|research|class|training)\b)"),
+    *_rules("high", "harm_to_others", "says they want to harm another person",
+            r"\b(i|i'm|im|i am|i'll|ill|i will)\s+(\w+\s+){0,3}(going to|gonna|want to|wanna|"
+            r"plan to|planning to|about to|will)\s+(kill|stab|shoot|hurt|strangle|poison)\s+"
+            r"(him|her|them|my (dad|father|mom|mother|husband|wife|boss|ex|teacher|"
+            r"stepdad|brother|sister|roommate|neighbou?r|classmates?|coworkers?))\b"
+            r"(?![^.!?\n]{0,40}\b(if|when|lol|lmao|haha|jk|😂|🤣)\b)",
+            r"\b(bring|take|bringing|taking)\s+(a|my|the|dad'?s)\s+(gun|knife|rifle)\s+to\s+"
+            r"(school|work|class|the office)\b",
+            r"\bi\s+(could|might)\s+(really\s+)?(hurt|kill)\s+(the baby|my baby|my (son|daughter|"
+            r"kids?|child))\b"),
+    # Korean: violence by someone close, threats, weapons, sexual abuse, harm to others.
+    *_rules("high", "abuse", "describes violence or abuse by another person (Korean)",
+            r"(아빠|아버지|엄마|어머니|남편|아내|와이프|남친|남자\s*친구|여친|여자\s*친구|오빠|형|"
+            r"새아빠|계부|계모|삼촌|할아버지|선배|선생님|사장님?|그\s*사람|그놈|걔)\S*\s*(\S+\s*){0,4}"
+            r"(때[리려렸린]|때림|팼|패[고요서]|맞[았아]|폭행|발로\s*차|목을?\s*졸|밀쳐|던[졌져지])",
+            r"(에게|한테|한테서|에게서)\s*(\S+\s*)?(맞았|맞고|맞아|맞는|두들겨|얻어\s*맞)",
+            r"죽여\s*버리겠다|죽이겠다|죽인다고|죽일\s*거라|죽여\s*버린다",
+            r"칼(을|까지|로)?\s*(\S+\s*)?(들|휘두르|겨누|들이대)",
+            r"(만지|성추행|성폭행|몹쓸\s*짓)\S*\s*(\S+\s*){0,2}(당|했|해요|해서|한다)",
+            r"가정\s*폭력(을|에)?\s*(\S+\s*)?(당하|시달|피해)|폭력을?\s*(당하|휘둘)"),
+    *_rules("high", "harm_to_others", "says they want to harm another person (Korean)",
+            r"(죽여\s*버리고\s*싶|죽이고\s*싶|찔러\s*버리|해치고\s*싶)(?!.{0,15}(ㅋ|ㅎ|농담|장난))",
+            r"(아기|애기|아이|우리\s*애)\S*\s*(\S+\s*)?(해칠|다치게\s*할)\s*(것\s*같|까\s*봐)"),
+]
+# A passive wish to be dead or hopelessness with risk words: ambiguous risk. When nothing
+# clearer is said, the companion answers the person's words and asks about safety directly
+# (a check-in) instead of the full protocol.
+PASSIVE_WISH = re.compile(
+    r"\b(sleep|go to sleep|fall asleep)\s+and\s+(never|not)\s+wake\s+up"
+    r"|\b(wish|want)\s+(i\s+)?(could\s+)?(just\s+)?(disappear|vanish|cease to exist|not wake up|"
+    r"never wake up)"
+    r"|\bwish(ing)?\s+(i\s+)?(was|were|had been)\s+(dead|gone|never born)"
+    r"|\bnobody would (notice|care|miss me)\b|\bno one would (notice|care|miss me)\b"
+    r"|\bwhat'?s\s+the\s+point\s+(of|in)\s+(living|anything|being alive|going on)"
+    r"|\b(tired|sick) of (living|life|being alive)\b"
+    r"|\bdon'?t\s+want\s+to\s+(wake up|exist)\b"
+    r"|잠들어서\s*(안|못)\s*깨|영원히\s*잠들|안\s*깨어나고\s*싶|눈\s*뜨고\s*싶지\s*않|사라지고\s*싶"
+    r"|(내가|제가)\s*없어져도|살아서\s*뭐\s*해|왜\s*살아야",
+    re.I)
+# Taking back a crisis message ("jk lol", "농담이야"): kept as a check-in when an earlier
+# message of the conversation was a crisis, because people often test the water this way.
+TAKES_BACK = re.compile(
+    r"\b(jk|j/k|just kidding|just joking|kidding|joking|i was joking|i was kidding|lol nvm|"
+    r"nvm|never ?mind|forget (it|what i said)|didn'?t mean (it|that))\b"
+    r"|농담|장난(이야|이에요|이었|친)|ㅋㅋ+\s*(아니|아님)|신경\s*쓰지\s*마|없던\s*일",
+    re.I)
+# A question about a medication or substance dose or amount: mindwell gives no doses at all
+# (a doctor or pharmacist does), so the model is not asked to answer it.
+DOSE_QUESTION = re.compile(
+    r"\b(how\s+(many|much)|what(\s+is|'s)?\s+the\s+(max(imum)?|safe|highest|toxic|normal|"
+    r"usual|right)|max(imum)?|toxic|highest)\b[^.?!\n]{0,50}\b(mg|milligrams?|grams?|mcg|ml|"
+    r"doses?|dosage|pills|tablets|capsules|units)\b"
+    r"|\b(dose|dosage|mg)\s+(of|for)\s+\w+"
+    r"|\b(toxic|lethal|fatal|overdose)\s+(threshold|level|limit|amount)"
+    r"|(몇\s*(알|mg|밀리|정|캡슐)|최대\s*(용량|복용량)|용량|복용량|치사량|얼마나\s*먹)",
+    re.I)
+
 # Talk about other people, prevention, fiction or news: downgrades what would otherwise
 # escalate, unless the writer also speaks about themself. A topic word alone is enough
 # ("in my novel the narrator wants to die"); a third person needs a sign that their words
