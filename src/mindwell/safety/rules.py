@@ -299,7 +299,8 @@ DOSE_QUESTION = re.compile(
     r"doses?|dosage|pills|tablets|capsules|units)\b"
     r"|\b(dose|dosage|mg)\s+(of|for)\s+\w+"
     r"|\b(toxic|lethal|fatal|overdose)\s+(threshold|level|limit|amount)"
-    r"|(몇\s*(알|mg|밀리|정|캡슐)|최대\s*(용량|복용량)|용량|복용량|치사량|얼마나\s*먹)",
+    r"|(몇\s*(알|mg|밀리|정|캡슐)|몇\s*개\S*\s*(\S+\s*){0,2}(먹|삼키|복용)|최대\s*(용량|복용량)|용량|"
+    r"복용량|치사량|얼마나\s*먹)",
     re.I)
 
 # Talk about other people, prevention, fiction or news: downgrades what would otherwise
@@ -343,10 +344,17 @@ RECOVERY = re.compile(
     r"\b.{0,30}\b(\d+|two|three|four|five|six|several|many|a few|a couple of|a|one)\s+"
     r"(years?|months?)\s+ago\b|\b(haven'?t|have not)\s+(self[- ]?harmed|cut|hurt myself)\b"
     r".{0,20}\b(in|for|since)\b|\bglad (i'?m|i am|to be) (still )?alive\b"
-    r"|(작년엔|작년에는|한때는|그때는)\s*(\S+\s*){0,4}(었|았)(는데|지만)|살아\s*있어서\s*다행",
+    r"|(작년엔|작년에는|한때는|그때는)\s*(\S+\s*){0,4}(었|았)(는데|지만)|살아\s*있어서\s*다행"
+    # A streak counted from the last time ("500 days since I last hurt myself", "two years
+    # self-harm free").
+    r"|\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|a)\s+(days?|weeks?|months?|"
+    r"years?)\s+(since\s+(i\s+)?(last\s+)?(hurt|cut|harmed|self[- ]?harmed|attempted|tried)|"
+    r"(self[- ]?harm|sh|cutting|cut)[- ]?free|without\s+(self[- ]?harm\w*|cutting|hurting "
+    r"myself))",
     re.I,
 )
-RELAPSE = re.compile(r"\b(relapsed?|broke it|again|tonight|today i|just did|this time|"
+RELAPSE = re.compile(r"\b(relapsed?|broke it|again|tonight|today i (want|will|am going|'m going|"
+                     r"plan|need|can'?t|tried|cut|did)|just did|this time|"
                      r"still(?! (here|alive|standing|have (the |my |some )?scars))|"
                      r"now i (want|need|plan|am going|'m going)|going to|gonna|i will|i'll|"
                      r"want to (die|end|kill)|wanna (die|end|kill)|kill myself)\b"
