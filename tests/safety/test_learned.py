@@ -180,9 +180,16 @@ def test_the_minimal_pairs_are_pairs_and_never_copy_a_suite_line():
         pairs.setdefault(row["pair"], []).append(row["label"])
         assert row["lang"] in ("en", "ko") and isinstance(row.get("history", []), list)
     assert len(rows) >= 2000 and all(sorted(labels) == [0, 1] for labels in pairs.values())
-    suites = {json.loads(line)["text"] for path in (ROOT / "tests" / "safety").glob("*.jsonl")
-              for line in path.read_text().splitlines() if line.strip()}
+    suites = set()
+    for path in (ROOT / "tests" / "safety").glob("*.jsonl"):
+        for row in map(json.loads, filter(str.strip, path.read_text().splitlines())):
+            # Red-team lines have a text; jailbreak lines a conversation.
+            suites |= {row["text"]} if "text" in row else {
+                m["content"] for m in row["messages"] if isinstance(m.get("content"), str)}
     assert not suites & {row["text"] for row in rows}
+    for name in ("safety_graded_en.jsonl", "safety_graded_ko.jsonl"):
+        graded = PAIRS.with_name(name).read_text().splitlines()
+        assert not suites & {json.loads(line)["text"] for line in graded if line.strip()}
 
 
 def test_conversation_pairs_train_on_what_the_gate_reads(monkeypatch):

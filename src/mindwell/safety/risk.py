@@ -29,6 +29,7 @@ from mindwell.safety.rules import (
     KOREAN_REPORTED,
     LEVELS,
     NOT_SAFE,
+    OTHERS_SELF_HARM,
     PASSIVE_WISH,
     RECOVERY,
     RELAPSE,
@@ -182,7 +183,7 @@ class RiskAssessor:
             # the conversation's accumulated risk.
             level = "medium" if level == "imminent" else level
 
-        exempt = self._exemption(text, language, categories)
+        exempt = self._exemption(text, _sentences_with(text, matched), language, categories)
         if exempt and LEVELS.index(level) >= LEVELS.index("medium"):
             reasons.append(exempt)
             level = "low"
@@ -190,11 +191,10 @@ class RiskAssessor:
         if action == "protocol" and _only_passive(text, matched):
             action, level = "check_in", "medium"
             reasons.append("a passive wish to be dead, without intent or a plan")
-        elif level == "medium" and not exempt and (
-                "timing" in categories or PASSIVE_WISH.search(text)):
-            # "nobody would notice if I was gone", "tonight is the night": ambiguous risk.
-            # Hopelessness alone ("I feel hopeless about this job hunt") is not; it only adds
-            # to the conversation's risk.
+        elif not exempt and PASSIVE_WISH.search(text) and LEVELS.index(level) <= 2:
+            # "nobody would notice if I was gone": ambiguous risk. Hopelessness alone ("I
+            # feel hopeless about this job hunt") or a time alone ("do it now") is not; they
+            # only add to the conversation's risk.
             action = "check_in"
 
         # The learned reader: what the rules did not list. "I'm safe now" alone keeps it
@@ -214,15 +214,23 @@ class RiskAssessor:
             reasons.append("asks for a medication dose or amount")
         return RiskAssessment(level, action == "protocol", reasons, categories, action, decline)
 
-    def _exemption(self, text: str, language: str, categories: list[str]) -> str | None:
-        """Why the rules' finding does not apply to the writer now, if it does not."""
+    def _exemption(self, text: str, focus: str, language: str, categories: list[str]
+                   ) -> str | None:
+        """Why the rules' finding does not apply to the writer now, if it does not. A story
+        that is over is read in the whole text ("Two years ago ... Today I ..."); someone
+        else's words, fiction and news in ``focus``, the sentences with the crisis words."""
         recovered = RECOVERY.search(text) and not RELAPSE.search(text)
         if recovered:
             return "speaks of a crisis that is over"
+        text = focus
         if set(categories) & OTHERS_CATEGORIES:
             fiction = TOPIC_EXEMPTIONS.search(text) and not re.search(
                 r"\b(me|my|us|our)\b|나를|날|저를|우리", text, re.I)
             return "news, fiction or prevention" if fiction else None
+        # Someone else's self-harm ("our son has been cutting"), unless the writer's own
+        # intent is there too ("... and I want to kill myself").
+        if OTHERS_SELF_HARM.search(text) and set(categories) <= {"self_harm", "distress"}:
+            return "about someone else's self-harm"
         about_others = TOPIC_EXEMPTIONS.search(text) or (
             THIRD_PARTY.search(text) and REPORTED_SPEECH.search(text)) or (
             language == "ko" and (KOREAN_REPORTED.search(text) or THIRD_PARTY.search(text)))
@@ -285,6 +293,23 @@ class RiskAssessor:
         if self._reader is None:
             self._reader = shipped_reader()
         return self._reader
+
+
+_SENTENCE = re.compile(r"[^.!?。\n]+[.!?。]*|\n")
+
+
+def _sentences_with(text: str, matched: list) -> str:
+    """The sentences in which a rule of medium level or more matched. An exemption (a story
+    that is over, someone else's words, fiction) must hold where the crisis words are: in a
+    diary entry "Mom called about Christmas" does not make "I won't be there" about Mom."""
+    spans = [found.span() for rule in matched if LEVELS.index(rule.level) >= 2
+             for found in [rule.pattern.search(text)] if found]
+    if not spans:
+        return text
+    chosen = [m.group(0) for m in _SENTENCE.finditer(text)
+              if any(m.start() <= start < m.end() or start <= m.start() < end
+                     for start, end in spans)]
+    return " ".join(chosen) or text
 
 
 def _only_passive(text: str, matched: list) -> bool:

@@ -96,8 +96,8 @@ RULES: list[Rule] = [
             r"\b(die|end|gone|disappear|anymore)",
             r"\bnothing\s+(left\s+)?to\s+live\s+for\b",
             r"\bi('m| am)\s+(just\s+)?a\s+burden\b",
-            r"\bif\s+i\s+(disappeared|was gone|were gone|died)\b.{0,40}\b(better|happier|"
-            r"notice|care|miss)"),
+            r"\bif\s+i\s+(disappeared|was gone|were gone|died)\b.{0,60}\b(better|happier|"
+            r"notice|care|miss|mind|find me|found me)"),
     *_rules("medium", "hopeless", "expresses hopelessness",
             r"\b(hopeless|no way out|can'?t go on|no future|give up on (life|everything))\b",
             r"\b(tired|sick) of (living|life|being alive|everything)\b",
@@ -187,7 +187,7 @@ RULES: list[Rule] = [
             r"자해|(손목|팔|다리|허벅지)을?\s*(\S+\s*)?(긋|그었|그어|그은|그을(?!리|렸|린|음))|칼로\s*(긋|그)|"
             r"(내|제)\s*몸을?\s*(해치|다치게|상처|때리)|스스로를?\s*(해치|때리)"),
     *_rules("high", "farewell", "says goodbye as if for the last time (Korean)",
-            r"마지막\s*인사|그동안\s*(고마웠|감사했)|다들\s*잘\s*(지내|살아)|먼저\s*갈게|"
+            r"마지막\s*인사|(?<![야아]\s)(?<![야아])그동안\s*(고마웠|감사했)|다들\s*잘\s*(지내|살아)|먼저\s*갈게|"
             r"(고양이|강아지|애들|아이들)\s*(\S+\s*)?부탁(해|합니다|드려)|"
             r"(물건|짐|방)을?\s*(다\s*)?(정리|나눠\s*줬)|이게\s*마지막"),
     *_rules("high", "hopeless_intent", "hopelessness with thoughts of not being here (Korean)",
@@ -222,17 +222,40 @@ _DOER = (r"\b(he|she|they|dad|daddy|father|stepdad|stepfather|mom|mum|mommy|moth
          r"carer|caregiver|nurse|teacher|coach|boss|neighbou?r|landlord|roommate|pimp)\b")
 _VICTIM = (r"\b(me|us|my (mom|mum|mother|dad|father|sister|brother|little \w+|baby|kids?|"
            r"children|son|daughter|wife|husband|grandma|grandpa|dog|cat)|him|her|them)\b")
+# Not violence: a game ("beat me at chess"), an eviction ("kicked me out"), a joke.
+_NOT_VIOLENCE = (r"(?!\s+(at|out|up|off|to it|in a|in the game)\b)(?![^.!?\n]{0,30}\b(lol|lmao|"
+                 r"haha|jk|game|match|chess|race|pillow|snowball)\b)"
+                 # "my sister will strangle me when she finds out": hyperbole about a
+                 # reaction to come.
+                 r"(?![^.!?\n]{0,30}\b(when|if|once)\s+(she|he|they|i|you|mom|dad|mum)\s+"
+                 r"(finds?|found|sees?|saw|hears?|knows?|learns?|realises?|realizes?|gets?)\b)")
 ABUSE_RULES = [
     *_rules("high", "abuse", "describes violence or abuse by another person",
             _DOER + r"[^.!?\n]{0,40}?\b(hits|hit|hitting|beats|beat|beating|punch(es|ed)?|"
             r"kick(s|ed)|slap(s|ped)|chok(es|ed|ing)|strangl\w+|shov(es|ed)|pushed|burn(s|ed)|"
             r"smash(es|ed)|threw|throws|drags?|dragged|whips?|whipped|belts?|belted)\s+"
-            + _VICTIM,
+            + _VICTIM + _NOT_VIOLENCE,
             _DOER + r"[^.!?\n]{0,40}?\b(threaten(s|ed)?|said|says|swore|screamed)\b[^.!?\n]{0,20}"
             r"\b(to\s+|he'?d\s+|she'?d\s+|they'?d\s+|he\s+will\s+|she\s+will\s+|he'?ll\s+|"
             r"she'?ll\s+|would\s+|will\s+)?(kill|hurt|stab|shoot|burn)\s+(me|us|my|the kids|"
             r"him|her|them)\b",
+            _DOER + r"[^.!?\n]{0,30}?\b(will|'ll|would|'d|is going to|'s going to|gonna|"
+            r"threatens? to|threatened to)\s+(kill|murder|stab|shoot|strangle|choke|hurt|beat)\s+"
+            r"(me|us|my)\b(?=[^.!?\n]{0,40}\b(if i|if we|when i|unless i|he said|she said|they "
+            r"said|he swore|she swore|he means it|she means it|he meant it))" + _NOT_VIOLENCE,
             r"\b(knife|gun|bat|hammer)\b[^.!?\n]{0,25}\b(at|to|against)\s+(me|my|us)\b",
+            # Whoever does it: violence done to the writer ("Mark came home drunk and threw
+            # me against the fridge"), not a game ("beat me at chess") or an eviction.
+            r"\b(threw|throws|shoved|shoves|slammed|slams|choked|chokes|strangled|punched|"
+            r"punches|slapped|slaps|kicked|kicks|beat|beats|hit|hits|dragged|burned|burnt)\s+"
+            r"me\b" + _NOT_VIOLENCE + r"(?<!\bit hit me)(?<!\bit hits me)",
+            r"\b(put|send)\s+(me|you|us)\s+in\s+(the\s+)?(hospital|a wheelchair|the ground)\b",
+            r"\b(he|she|they)\s+(\w+\s+){0,3}(going to|gonna|will|'ll)\s+come\s+(find|get|for)\s+"
+            r"(me|us)\b",
+            r"\b(comes|came|coming|keeps coming)\s+into\s+my\s+(room|bed)\b[^.!?\n]{0,40}"
+            r"\b(at night|when everyone|when mom|when mum|when my mom|again)\b",
+            r"\b(bruises?|marks?|burns?)\b[^.!?\n]{0,80}\b(doesn'?t want to go home|scared to go home|"
+            r"afraid to go home|won'?t say how|flinch\w*)",
             r"\b(pulled|held|pointed|waved)\s+(a|the|his|her)\s+(knife|gun)\b",
             r"\b(touch(es|ed|ing)|molest\w*|rap(ed|es|ing)|forced himself|forced herself)\b"
             r"[^.!?\n]{0,20}\b(me|my body|my sister|my brother|my daughter|my son)\b"
@@ -243,9 +266,18 @@ ABUSE_RULES = [
             r"father|mother|husband|boyfriend|partner|stepdad)\b[^.!?\n]{0,20}\b(did|gave|"
             r"caused|hit|beat)\b",
             r"\b(domestic (violence|abuse)|abusive (husband|wife|partner|boyfriend|girlfriend|"
-            r"father|dad|mother|mom|home|relationship))\b(?![^.!?\n]{0,30}\b(awareness|"
-            r"statistics|documentary|article|film|movie|novel|research|class|training)\b)"),
+            r"father|dad|mother|mom|home|relationship))\b(?![^.!?\n]{0,40}\b(awareness|"
+            r"statistics|documentary|article|film|movie|novel|research|class|training|charity|"
+            r"charities|fundraiser|volunteer\w*|campaign|donat\w*|shelter|podcast|lecture|"
+            r"series|show|book)\b)(?<!\bcharity)"),
     *_rules("high", "harm_to_others", "says they want to harm another person",
+            # Someone else's stated plan to kill ("my brother said he's going to kill our
+            # dad ... he already has a knife"), not an idiom ("mom is going to kill me when
+            # she sees my grades").
+            r"\b(he|she|they)('?s| is| are|'?re)?\s+(going to|gonna|will|'ll)\s+(kill|stab|shoot)"
+            r"\s+(our|my|his|her|their|them|him|us|everyone)\b(?![^.!?\n]{0,30}\b(for|because|lol|"
+            r"haha)\b)",
+            r"\b(hit ?list|kill ?list|the ones on the list)\b",
             r"\b(i|i'm|im|i am|i'll|ill|i will)\s+(\w+\s+){0,3}(going to|gonna|want to|wanna|"
             r"plan to|planning to|about to|will)\s+(kill|stab|shoot|hurt|strangle|poison)\s+"
             r"(him|her|them|my (dad|father|mom|mother|husband|wife|boss|ex|teacher|"
@@ -258,13 +290,21 @@ ABUSE_RULES = [
     # Korean: violence by someone close, threats, weapons, sexual abuse, harm to others.
     *_rules("high", "abuse", "describes violence or abuse by another person (Korean)",
             r"(아빠|아버지|엄마|어머니|남편|아내|와이프|남친|남자\s*친구|여친|여자\s*친구|오빠|형|"
-            r"새아빠|계부|계모|삼촌|할아버지|선배|선생님|사장님?|그\s*사람|그놈|걔)\S*\s*(\S+\s*){0,4}"
-            r"(때[리려렸린]|때림|팼|패[고요서]|맞[았아]|폭행|발로\s*차|목을?\s*졸|밀쳐|던[졌져지])",
+            r"새아빠|계부|계모|삼촌|할아버지|선배|선생님|사장님?|그\s*사람|그놈|걔|요양보호사|간병인|"
+            r"보호사)\S*\s*(\S+\s*){0,7}"
+            r"(때[리려렸린]|때림|팼|패[고요서]|폭행|발로\s*차|목을?\s*졸|밀쳐|밀친|던[졌져지]|"
+            r"꺾|꼬집|뺨)",
             r"(에게|한테|한테서|에게서)\s*(\S+\s*)?(맞았|맞고|맞아|맞는|두들겨|얻어\s*맞)",
             r"죽여\s*버리겠다|죽이겠다|죽인다고|죽일\s*거라|죽여\s*버린다",
             r"칼(을|까지|로)?\s*(\S+\s*)?(들|휘두르|겨누|들이대)",
             r"(만지|성추행|성폭행|몹쓸\s*짓)\S*\s*(\S+\s*){0,2}(당|했|해요|해서|한다)",
-            r"가정\s*폭력(을|에)?\s*(\S+\s*)?(당하|시달|피해)|폭력을?\s*(당하|휘둘)"),
+            r"가정\s*폭력(을|에)?\s*(\S+\s*)?(당하|시달|피해)|폭력을?\s*(당하|휘둘)",
+            # A child crying for help, a night visit kept secret, injuries with fear of home.
+            r"(아이|애|엄마|누나|언니|동생|옆집)\S*\s*(\S+\s*){0,3}살려\s*(달라|줘|주세요)(?!.{0,10}[ㅋㅎ])",
+            r"(새아빠|계부|아빠|아버지|삼촌|오빠|형|할아버지|선생님)\S*\s*(\S+\s*){0,3}(밤에|몰래|밤마다)"
+            r"\s*(\S+\s*){0,2}(내\s*)?방에?\s*(\S+\s*)?들어[왔와온오]",
+            r"(멍|손바닥\s*자국|상처|화상)\S*\s*(\S+\s*){0,8}(집에\s*가기\s*싫|집에\s*안\s*가고\s*싶|"
+            r"무섭다고|무서워해)"),
     *_rules("high", "harm_to_others", "says they want to harm another person (Korean)",
             r"(죽여\s*버리고\s*싶|죽이고\s*싶|찔러\s*버리|해치고\s*싶)(?!.{0,15}(ㅋ|ㅎ|농담|장난))",
             r"(아기|애기|아이|우리\s*애)\S*\s*(\S+\s*)?(해칠|다치게\s*할)\s*(것\s*같|까\s*봐)"),
@@ -282,7 +322,8 @@ PASSIVE_WISH = re.compile(
     r"|\b(tired|sick) of (living|life|being alive)\b"
     r"|\bdon'?t\s+want\s+to\s+(wake up|exist)\b"
     r"|잠들어서\s*(안|못)\s*깨|영원히\s*잠들|안\s*깨어나고\s*싶|눈\s*뜨고\s*싶지\s*않|사라지고\s*싶"
-    r"|(내가|제가)\s*없어져도|살아서\s*뭐\s*해|왜\s*살아야",
+    r"|(내가|제가)\s*없어져도|살아서\s*뭐\s*해|왜\s*살아야|태어나지\s*(말|않았으면)"
+    r"|\bwish\s+i\s*('d|had)\s+never\s+been\s+born",
     re.I)
 # Taking back a crisis message ("jk lol", "농담이야"): kept as a check-in when an earlier
 # message of the conversation was a crisis, because people often test the water this way.
@@ -315,6 +356,14 @@ TOPIC_EXEMPTIONS = re.compile(
     r"|예방|소설|영화|드라마|뉴스|기사|통계|연구|캐릭터|주인공|가사|어떻게\s*도와|교육|상담사|내담자",
     re.I,
 )
+# Someone else's self-harm or suicidal thoughts told by a parent, friend, teacher or nurse
+# ("our son has been self-harming", "patients who've self-harmed", "딸이 자해한").
+OTHERS_SELF_HARM = re.compile(
+    r"\b(son|daughter|kid|child|children|friend|student|pupil|patient|client|sister|brother|"
+    r"teen|teenager|boy|girl|niece|nephew|cousin|partner)s?\b[^.!?\n]{0,40}\b(has been|have been|"
+    r"had been|is|was|were|are|who'?ve|who have|who)\s+(self[- ]?harm\w*|cutting|suicidal)"
+    r"|(딸|아들|학생|친구|동생|환자|아이|애|조카)(이|가|들이|들)?\s*(\S+\s*){0,4}(자해|자살\s*시도)",
+    re.I)
 THIRD_PARTY = re.compile(
     r"\b(my (\w+\s)?(friend|sister|brother|mom|dad|son|daughter|student|client|coworker|roommate)|"
     r"a friend)\b|친구가|동생이|언니가|오빠가|형이|누나가|엄마가|아빠가",
@@ -350,15 +399,20 @@ RECOVERY = re.compile(
     r"|\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|a)\s+(days?|weeks?|months?|"
     r"years?)\s+(since\s+(i\s+)?(last\s+)?(hurt|cut|harmed|self[- ]?harmed|attempted|tried)|"
     r"(self[- ]?harm|sh|cutting|cut)[- ]?free|without\s+(self[- ]?harm\w*|cutting|hurting "
-    r"myself))",
+    r"myself)|(free|clean)\s+(of|from)\s+(self[- ]?harm\w*|cutting))"
+    r"|\b(free|clean)\s+(of|from)\s+(self[- ]?harm\w*|cutting)\b.{0,20}\b(\d+|one|two|three|four|"
+    r"five|six|seven|eight|nine|ten|a)\s+(days?|weeks?|months?|years?)"
+    r"|(\d+|한|두|세|네|몇)\s*(년|달|개월)\s*(전|동안)\S*\s*(\S+\s*){0,8}[었았였했봤왔갔졌됐렸웠](다|는데|지만|어)",
     re.I,
 )
-RELAPSE = re.compile(r"\b(relapsed?|broke it|again|tonight|today i (want|will|am going|'m going|"
+RELAPSE = re.compile(r"\b(relapsed?(?![- ]prevention)|broke it|again|tonight|today i (want|will|am going|'m going|"
                      r"plan|need|can'?t|tried|cut|did)|just did|this time|"
                      r"still(?! (here|alive|standing|have (the |my |some )?scars))|"
                      r"now i (want|need|plan|am going|'m going)|going to|gonna|i will|i'll|"
                      r"want to (die|end|kill)|wanna (die|end|kill)|kill myself)\b"
-                     r"|다시|또|어제|아직도|요즘도|계속|부터|죽고\s*싶(?!었)|죽을\s*거|오늘\s*밤|끝낼",
+                     # "다시 읽어봤다" (read it again) is no relapse: the crisis word follows.
+                     r"|(다시|또)\s*(\S+\s*){0,2}(죽|자해|긋|그었|시도|하고\s*싶|생각|힘들|했|해\s*버렸)"
+                     r"|어제|아직도|요즘도|계속|부터|죽고\s*싶(?!었)|죽을\s*거|오늘\s*밤|끝낼",
                      re.I)
 # "I'm safe now": ends crisis mode (crisis.py) and is not read as crisis by the learned
 # layer, whose training messages talk about safety too.
