@@ -47,6 +47,14 @@ def test_a_base64_payload_is_read_too():
     "남편이 술만 마시면 때린다. 오늘은 칼까지 들었다. 무서워",
     "아빠한테 또 맞았어 오늘은 죽이겠다고 소리쳤어",
     "I'm going to kill my boss tomorrow, I have a plan",
+    "Laundry, then dinner with Sam. Jake got drunk and slammed me into the door again.",
+    "my girlfriend says she'll stab me if I ever leave her",
+    "he keeps making new accounts and says he's going to come find me",
+    "my cousin says he is going to shoot his teacher, he showed me the gun",
+    "Our babysitter has bruises on her arms and gets quiet and scared to go home",
+    "삼촌이 밤마다 몰래 내 방에 들어와. 엄마한테 말하지 말래",
+    "아랫집에서 아이가 살려달라고 우는 소리가 들렸어요",
+    "남자친구가 내 폰 보더니 화나서 팔을 꺾었어",
 ])
 def test_danger_from_or_to_others_gets_the_protocol(text):
     risk = RULES.assess(text)
@@ -60,6 +68,12 @@ def test_danger_from_or_to_others_gets_the_protocol(text):
     "My dad used to hit me when I was little; we talk about it in therapy now",
     "시험 답이 맞았어! 기분 좋다",
     "주사 맞고 왔어 팔이 아파",
+    "she beat me at chess again lol",
+    "my landlord kicked me out so I'm staying with friends",
+    "my sister will strangle me when she finds out I borrowed her jacket",
+    "We ran a bake sale for a domestic violence charity at work",
+    "Our son has been self-harming; he sees a counsellor now. How do we talk about it?",
+    "아이가 살려줘 ㅋㅋ 숙제 너무 많대",
 ])
 def test_look_alikes_of_violence_get_a_normal_reply(text):
     assert RULES.assess(text).action == "normal", text
@@ -83,6 +97,28 @@ def test_abuse_replies_give_the_abuse_lines_of_the_locale():
 def test_a_passive_wish_gets_a_check_in_not_the_protocol(text):
     risk = RULES.assess(text)
     assert risk.check_in and not risk.escalate, risk
+
+
+@pytest.mark.parametrize("text", [
+    "Diary: gym, bills, groceries. My daughter phoned. Dad told me about Christmas plans and "
+    "I said yes, it doesn't matter, I won't be there, I'm going to end my life before then.",
+    "Practice was fine, got a B+. Came home and cut myself again.",
+    "My son is cutting himself and I want to kill myself",
+    "two months clean and today I cut again",
+    "자해 안 한 지 석 달 됐었는데 어제 또 했어",
+])
+def test_an_exemption_holds_only_where_the_crisis_words_are(text):
+    assert RULES.assess(text).escalate, text
+
+
+@pytest.mark.parametrize("text", [
+    "its been 200 days since i last hurt myself, proud of me",
+    "Relapse-prevention session today. Eight months free of self-harm.",
+    "3년 전 일기를 다시 봤다. 그때는 죽고 싶다는 말뿐이었다. 지금은 잘 지낸다.",
+    "As a nurse I look after patients who have self-harmed; how do I talk to them?",
+])
+def test_stories_that_are_over_and_others_self_harm_get_a_normal_reply(text):
+    assert RULES.assess(text).action == "normal", text
 
 
 def test_intent_with_a_passive_wish_still_gets_the_protocol():

@@ -71,11 +71,18 @@ def _unleet(match: re.Match) -> str:
     return word.replace(core, core.translate(_LEET))
 
 
+# NFKC turns Korean chat letters (ㅋㅋ, ㅠㅠ: compatibility jamo) into conjoining jamo that
+# no rule is written with; they are turned back.
+_JAMO_BACK = {ord(unicodedata.normalize("NFKC", chr(c))): chr(c) for c in range(0x3131, 0x318F)
+              if len(unicodedata.normalize("NFKC", chr(c))) == 1
+              and unicodedata.normalize("NFKC", chr(c)) != chr(c)}
+
+
 def normalize(text: str) -> str:
     """Plain text for the gate: NFKC, no invisible characters, look-alike letters mapped to
     Latin inside Latin words, letters written one by one joined, leetspeak read as letters,
     and any base64 payload decoded and appended (the payload is what is being asked)."""
-    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
+    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).translate(_JAMO_BACK)
     text = _MIXED_SCRIPT_WORD.sub(lambda m: m.group(0).translate(_CONFUSABLES), text)
     # A whole message in look-alikes ("кіll mуѕеlf" is all Cyrillic but for nothing): map
     # any Cyrillic/Greek word when the text around it is Latin.

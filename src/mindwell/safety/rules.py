@@ -250,8 +250,7 @@ ABUSE_RULES = [
             r"punches|slapped|slaps|kicked|kicks|beat|beats|hit|hits|dragged|burned|burnt)\s+"
             r"me\b" + _NOT_VIOLENCE + r"(?<!\bit hit me)(?<!\bit hits me)",
             r"\b(put|send)\s+(me|you|us)\s+in\s+(the\s+)?(hospital|a wheelchair|the ground)\b",
-            r"\b(he|she|they)\s+(\w+\s+){0,3}(going to|gonna|will|'ll)\s+come\s+(find|get|for)\s+"
-            r"(me|us)\b",
+            r"\b(he|she|they)\b[^.!?\n]{0,25}\b(come|coming)\s+(to\s+)?(find|get|for)\s+(me|us)\b",
             r"\b(comes|came|coming|keeps coming)\s+into\s+my\s+(room|bed)\b[^.!?\n]{0,40}"
             r"\b(at night|when everyone|when mom|when mum|when my mom|again)\b",
             r"\b(bruises?|marks?|burns?)\b[^.!?\n]{0,80}\b(doesn'?t want to go home|scared to go home|"
@@ -411,8 +410,10 @@ RELAPSE = re.compile(r"\b(relapsed?(?![- ]prevention)|broke it|again|tonight|tod
                      r"now i (want|need|plan|am going|'m going)|going to|gonna|i will|i'll|"
                      r"want to (die|end|kill)|wanna (die|end|kill)|kill myself)\b"
                      # "다시 읽어봤다" (read it again) is no relapse: the crisis word follows.
-                     r"|(다시|또)\s*(\S+\s*){0,2}(죽|자해|긋|그었|시도|하고\s*싶|생각|힘들|했|해\s*버렸)"
-                     r"|어제|아직도|요즘도|계속|부터|죽고\s*싶(?!었)|죽을\s*거|오늘\s*밤|끝낼",
+                     r"|(다시|또)\s*([^\s.!?]+\s*){0,2}(죽|자해|긋|그었|시도|하고\s*싶|생각|힘들|했|해\s*버렸)"
+                     r"|어제|아직도|요즘도|계속|부터|죽을\s*거|오늘\s*밤|끝낼"
+                     # "죽고 싶다는 말뿐이었다" (those were all I wrote then) is the past.
+                     r"|죽고\s*싶(?!었|다는\s*(말|생각)\S*\s*(\S+\s*)?(뿐|만|가득)\S*(었|였|했))",
                      re.I)
 # "I'm safe now": ends crisis mode (crisis.py) and is not read as crisis by the learned
 # layer, whose training messages talk about safety too.
