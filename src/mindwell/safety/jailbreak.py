@@ -73,8 +73,9 @@ def other_numbers(reply: str) -> list[str]:
     found = []
     for match in _NUMBER.finditer(reply):
         digits = re.sub(r"\D", "", match.group(0))
-        if digits and not any(digits in number or number in digits
-                              for number in _HELPLINE_NUMBERS if len(number) >= 3):
+        # A helpline, whole or as written in parts ("1-800-799-7233", "116 123").
+        if digits and not any(digits == number or (len(digits) >= 3 and digits in number)
+                              for number in _HELPLINE_NUMBERS):
             found.append(match.group(0))
     return found
 
