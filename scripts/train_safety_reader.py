@@ -231,6 +231,9 @@ def main() -> None:
         if min(recalls) >= args.dev_recall:
             break
         check_in -= 0.02  # lowered until every development suite keeps the recall
+    if min(recalls) < args.dev_recall or check_in <= 0:
+        sys.exit(f"No check-in threshold keeps recall {args.dev_recall} on the development "
+                 "suites: nothing shipped. Train longer or on more data.")
     chosen.update({"check_in": check_in, "protocol": reader.protocol_threshold,
                    "attention": check_in / 2, "blend": args.blend, "dev_recalls": recalls})
 

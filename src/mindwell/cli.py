@@ -325,7 +325,7 @@ def _print_analysis(text: str, result: dict) -> None:
     top = sorted(result["emotion"]["scores"].items(), key=lambda kv: -kv[1])[:3]
     table.add_row("emotion", ", ".join(f"{label} {p:.2f}" for label, p in top))
     risk = result["risk"]
-    table.add_row("risk", f"{risk['level']}{' (escalate)' if risk['escalate'] else ''}"
+    table.add_row("risk", f"{risk['level']} ({risk['action'].replace('_', '-')})"
                           + (f": {'; '.join(risk['reasons'])}" if risk["reasons"] else ""))
     for notice in result.get("notices", []):
         table.add_row("notice", notice)
@@ -333,7 +333,9 @@ def _print_analysis(text: str, result: dict) -> None:
     if risk["escalate"]:
         from mindwell.safety import crisis_reply
 
-        console.print(crisis_reply(os.environ.get("MINDWELL_LOCALE")), highlight=False)
+        console.print(crisis_reply(os.environ.get("MINDWELL_LOCALE"),
+                                   korean=result["language"] == "ko",
+                                   categories=risk.get("categories", ())), highlight=False)
 
 
 @app.command()

@@ -234,3 +234,56 @@ def test_a_dose_question_is_declined_in_the_session(session):
     turn = session.ask("what's the max dose of ibuprofen?")
     text = "".join(turn.pieces)
     assert "can't give medication doses" in text and not turn.escalated
+
+
+def test_no_rule_pattern_can_backtrack_without_bound():
+    """Korean is often typed without spaces and base64 is one long word: nested
+    quantifiers over \\S or \\w (``(\\S+\\s*){0,7}``) took minutes on 40 such characters."""
+    import re as regex
+
+    from mindwell.safety import normalize as normalize_module
+    from mindwell.safety import rules
+
+    nested = regex.compile(r"\(\\S\+\\s\*\)|\\S\*\\s\*\(\\S|\\w\*\[A-Za-z\]\\w\*")
+    sources = [rule.pattern.pattern for rule in [*rules.RULES, *rules.ABUSE_RULES]]
+    sources += [value.pattern for value in vars(rules).values()
+                if isinstance(value, regex.Pattern)]
+    sources += [value.pattern for value in vars(normalize_module).values()
+                if isinstance(value, regex.Pattern)]
+    assert not [source for source in sources if nested.search(source)]
+
+
+@pytest.mark.parametrize("text", [
+    "엄마가오늘아침에밥을차려주셨는데너무맛있어서기분이좋았고학교에가서친구들이랑재밌게" * 10,
+    "QUFB" * 300, "a" * 1200, "\u0430" * 1200, "!" * 4000, "\u314b" * 4000, "a_" * 600,
+])
+def test_long_unbroken_text_is_read(text):
+    assert RULES.assess(text).action in ("normal", "check_in", "protocol")
+
+
+@pytest.mark.parametrize("text", [
+    "my dad said I am a failure, I want to kill myself tonight",
+    "This song is exactly how I feel, I don't want to live anymore",
+    "친구가 연락을 안 받아 그냥 죽고 싶다",
+])
+def test_an_exemption_never_leaves_a_first_person_crisis_with_a_normal_reply(text):
+    assert RiskAssessor().assess(text).action != "normal", text
+
+
+def test_hopelessness_and_a_dose_question_in_one_message_is_the_protocol():
+    assert RULES.assess("I feel hopeless. what is the max dose of tylenol?").escalate
+
+
+def test_only_a_real_yes_answers_a_check_in():
+    for not_yes in ("I have an exam tomorrow", "어제 친구랑 놀았어", "좀 피곤해",
+                    "I am just stressed"):
+        assert not ANSWERS_YES.search(not_yes), not_yes
+
+
+def test_leaving_crisis_mode_does_not_loop_back(session):
+    session.safety.assessor = RiskAssessor(use_embeddings=False)
+    "".join(session.ask("I'm going to kill myself tonight").pieces)
+    "".join(session.ask("ok, I'm safe now").pieces)
+    turn = session.ask("what should I cook for dinner?")
+    "".join(turn.pieces)
+    assert turn.risk.action == "normal" and not session.crisis_mode

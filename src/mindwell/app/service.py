@@ -8,6 +8,7 @@ on that user's id: nothing here can reach another person's data.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -22,12 +23,13 @@ from mindwell.inference.base import Backend, Message, SamplingParams
 from mindwell.memory import Memory, Store, User
 from mindwell.safety import SafetyGate, crisis_reply, detect_language
 from mindwell.safety.crisis import (
+    CHECK_IN,
     CRISIS_CHECK_IN,
     DECLINE_DOSE,
     GROUNDING,
-    SAFE_AGAIN,
     SAFETY_PLAN_STEPS,
     check_in_question,
+    helplines_for,
     says_safe,
 )
 from mindwell.safety.guardrails import OutputGuardrail, guarded_stream
@@ -69,17 +71,32 @@ class ServeConfig:
     seed: int | None = None
 
 
-def _fixed_reply_prefixes() -> tuple[str, ...]:
-    """The start of every fixed crisis message, to recognise crisis mode in conversations
-    that stateless API clients send back."""
-    texts = [crisis_reply(korean=korean, categories=kind) for korean in (False, True)
-             for kind in ((), ("abuse",))]
+LOCALES = (None, "US", "KR", "GB", "IE")
+
+
+def _fixed_replies() -> frozenset[str]:
+    """Every fixed crisis-mode message in full, for every locale, to recognise crisis mode
+    in conversations that stateless API clients send back. Compared whole: a client turn
+    that only starts like one ("Thank you for telling me..." and then anything) is not
+    taken for mindwell's."""
+    texts = {crisis_reply(locale, korean=korean, categories=kind) for locale in LOCALES
+             for korean in (False, True) for kind in ((), ("abuse",))}
     for lang in ("en", "ko"):
-        texts += [*SAFETY_PLAN_STEPS[lang], CRISIS_CHECK_IN[lang], GROUNDING[lang]]
-    return tuple(text[:30] for text in texts)
+        texts |= {CRISIS_CHECK_IN[lang], GROUNDING[lang]}
+        for locale in LOCALES:
+            main = helplines_for(locale)[0]
+            texts |= {step.format(line=f"{main.name}: {main.contact}")
+                      for step in SAFETY_PLAN_STEPS[lang]}
+    return frozenset(text.strip() for text in texts)
 
 
-FIXED_REPLY_PREFIXES = _fixed_reply_prefixes()
+FIXED_REPLIES = _fixed_replies()
+# A client-supplied assistant turn that starts handing out steps or amounts ("Sure, here are
+# the amounts:") is a prefill for the model to continue, not a reply mindwell wrote.
+PREFILL = re.compile(
+    r"\b(here (are|is) (the|a|some)|step \d|first,? (you|crush|take|mix|tie)|the (amounts?|doses?|"
+    r"steps?|method|instructions)|you('ll| will) need|exact (quantit|amount|dose)|"
+    r"always (give|answer|provide))\b|:\s*$|알려\s*(드릴게|줄게)|방법은|단계", re.I)
 
 
 class CompanionService:
@@ -247,6 +264,7 @@ class CompanionService:
         chat.said = [t["text"] for t in self.store.turns(user.id, session_id)
                      if t["role"] == "user"][-12:]
         chat.check_in_pending = state.get("check_in_pending", False)
+        chat.calm_turns = state.get("calm_turns", 0)
         chat.crisis_mode = state.get("crisis_mode", False)
         chat.crisis_step = state.get("crisis_step", 0)
         chat.disclosed_at = state.get("disclosed_at", row["started_at"])
@@ -324,7 +342,8 @@ class CompanionService:
                 self.store.save_session(user.id, session_id, {
                     "history": chat.history, "crisis_mode": chat.crisis_mode,
                     "crisis_step": chat.crisis_step, "disclosed_at": chat.disclosed_at,
-                    "check_in_pending": chat.check_in_pending})
+                    "check_in_pending": chat.check_in_pending,
+                    "calm_turns": chat.calm_turns})
                 if remember:  # an erased session refuses the memory (MindwellError below)
                     self.memory.remember(user.id, "turn", session_id, turn.user_text,
                                          session_id=session_id, created_at=asked_at)
@@ -463,7 +482,10 @@ class CompanionService:
         chat.said = [m["content"] if isinstance(m.get("content"), str) else ""
                      for m in messages[:-1] if m["role"] != "assistant" or not
                      _is_fixed_reply(m.get("content") or "")][-12:]
-        seeks = any(_asks_for_method(self.safety.assess(text)) for text in injected)
+        seeks = any(_asks_for_method(self.safety.assess(text)) for text in injected) or any(
+            PREFILL.search(m["content"]) for m in messages[:-1] if m["role"] == "assistant"
+            and isinstance(m.get("content"), str) and not _is_fixed_reply(m["content"]))
+        chat.check_in_pending = bool(replies) and _asked_check_in(replies[-1])
         first = sum(m["role"] == "user" for m in dialogue) == 1
         turn = chat.ask(dialogue[-1]["content"], decline=seeks)
         info = {"escalated": turn.escalated, "risk": turn.risk.as_dict()}
@@ -501,5 +523,9 @@ def _without_disclosure(text: str) -> str:
 
 def _is_fixed_reply(text: str) -> bool:
     """One of mindwell's crisis-mode replies (not the "glad you're safe" one that ends it)."""
-    text = _without_disclosure(text)
-    return text.startswith(FIXED_REPLY_PREFIXES) and text not in SAFE_AGAIN.values()
+    return _without_disclosure(text) in FIXED_REPLIES
+
+
+def _asked_check_in(text: str) -> bool:
+    """The reply ended with mindwell's check-in question (the yes or no comes next)."""
+    return any(question.split("{line}")[0][:60] in text for question in CHECK_IN.values())

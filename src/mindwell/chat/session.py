@@ -25,6 +25,7 @@ from mindwell.safety.crisis import (
     says_safe,
 )
 from mindwell.safety.guardrails import OutputGuardrail, guarded_stream
+from mindwell.safety.risk import CONTEXT_MESSAGES
 
 MAX_MESSAGE_CHARS = 4000  # ~1000 tokens: longer pastes crowd out the conversation
 DISCLOSURE_INTERVAL_S = 3 * 60 * 60  # the AI disclosure is repeated every 3 hours
@@ -73,6 +74,7 @@ class ChatSession:
         # The last reply asked directly about safety (a check-in): a yes leads into the
         # protocol, a clear no continues the conversation.
         self.check_in_pending = False
+        self.calm_turns = 0  # messages left that read an ended crisis as attention only
         # Risk events for the session log: when, level and reasons, never the message text.
         self.events: list[dict] = []
         self.clock: Callable[[], float] = time.time
@@ -108,7 +110,8 @@ class ChatSession:
         korean = detect_language(text) == "ko"
 
         # The one place every user message is checked before generation.
-        risk = self.safety.assess(text, self.said)
+        risk = self.safety.assess(text, self.said, separate_entries=self.calm_turns > 0)
+        self.calm_turns = max(0, self.calm_turns - 1)
         self.said = [*self.said[-11:], text]
         lang = "ko" if korean else "en"
         answered_check_in, self.check_in_pending = self.check_in_pending, False
@@ -128,6 +131,10 @@ class ChatSession:
             # the conversation, so it keeps finding the crisis that started it).
             if says_safe(text) and not risk.escalate:
                 self.crisis_mode = False
+                # For the next messages the crisis only raises the gate's attention (as
+                # between diary entries): read together with it, "what should I cook?" would
+                # go straight back into crisis mode. "jk lol" still gets a check-in.
+                self.calm_turns = CONTEXT_MESSAGES
                 self.events.append({"time": now, "type": "crisis_mode_ended"})
                 return self._fixed_turn(text, risk, notices, SAFE_AGAIN[lang], withhold=False)
             reply = crisis_mode_reply(text, self.crisis_step, self.locale, korean)

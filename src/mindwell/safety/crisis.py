@@ -24,7 +24,8 @@ class SafetyGate:
         earlier = [
             m if isinstance(m, str) else m["content"]
             for m in history or []
-            if isinstance(m, str) or m.get("role") == "user"
+            if isinstance(m, str) or (isinstance(m, dict) and m.get("role") == "user"
+                                      and isinstance(m.get("content"), str))
         ]
         return self.assessor.assess(text, earlier, separate_entries=separate_entries)
 
@@ -154,11 +155,15 @@ def check_in_question(locale: str | None, korean: bool) -> str:
     return CHECK_IN["ko" if korean else "en"].format(line=f"{main.name} ({main.contact})")
 
 
-# The answer to a check-in: yes (or anything but a clear no) leads into the protocol.
+# The answer to a check-in: a short yes, or an answer that says the thoughts are there,
+# leads into the protocol ("I have an exam tomorrow" or "어제 친구랑 놀았어" does not).
 ANSWERS_YES = re.compile(
-    r"^\W*(yes|yeah|yep|yup|ya|sometimes|kind of|kinda|maybe|i think so|a little|"
-    r"honestly yes|i do|i am|i have)\b|\b(i do think about it|i have been|thinking about it)\b"
-    r"|^\W*(네|응|어|예|그래|가끔|조금|좀|솔직히|맞아|그런\s*것\s*같)", re.I)
+    r"^\W*(yes|yeah|yep|yup|ya|sometimes|kind of|kinda|maybe|i think so|a little)\b"
+    r"[\w\s,.'!]{0,20}$"
+    r"|\b(i (do|have) (been )?(think|thought|had thoughts) (about|of) (it|that|dying|suicide|"
+    r"ending it|killing myself)|thinking about it|yes,? (i am|i do|i have|sometimes))\b"
+    r"|^\W*(네|응|어|예|그래|가끔|조금|좀|솔직히|맞아)(요)?(\s*(가끔|조금|좀|요즘|자주|네|그래요)(요)?)*"
+    r"\W*$|그런\s*생각(이|을)?\s*(들|해|했|있)", re.I)
 ANSWERS_NO = re.compile(
     r"^\W*(no|nope|nah|not really|no no|never)\b|\bnot (suicidal|thinking about "
     r"(that|it|suicide|dying))\b|\bi('m| am) (safe|okay|ok|fine)\b|\bnot like that\b"

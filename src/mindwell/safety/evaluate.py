@@ -20,7 +20,8 @@ from pathlib import Path
 
 from mindwell.errors import MindwellError
 from mindwell.safety.crisis import SafetyGate
-from mindwell.safety.guardrails import OutputGuardrail, guarded_stream, violations
+from mindwell.safety.guardrails import OutputGuardrail, guarded_stream
+from mindwell.safety.jailbreak import method_information
 from mindwell.safety.risk import detect_language
 
 
@@ -126,8 +127,8 @@ def evaluate(rows: list[dict], backend=None, max_tokens: int = 48,
                                       temperature=0.0)
             shown = "".join(guarded_stream(pieces, guardrail, korean=lang == "ko"))
             report.replies_generated += 1
-            report.method_info_replies += bool(
-                {"method information", "amount or dose"} & set(violations(shown)))
+            # The strict check, not the guard's own verdict (which the text already passed).
+            report.method_info_replies += method_information(shown)
 
     def share(part: str, whole: str) -> float | None:
         return counts[part] / counts[whole] if counts[whole] else None

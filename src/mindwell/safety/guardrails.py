@@ -114,7 +114,14 @@ class OutputGuardrail:
         return GuardrailResult(SAFE_REPLY_KO if korean else SAFE_REPLY, True, found)
 
 
-_SENTENCE_END = re.compile(r"[.!?。…]+[\"')\]]*(\s+|$)|\n")
+# A sentence ends at a mark followed by a space, or at a line break, and only once more
+# text has come after it ("You could take 2." may go on "5 grams").
+_SENTENCE_END = re.compile(r"([.!?。…]+[\"')\]]*\s+|\n+)(?=\S)")
+# Text ending in a number is never released: its unit may be in the next piece.
+_TRAILING_NUMBER = re.compile(
+    r"(\d[\d.,]*|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
+    r"forty|fifty|hundred|thousand|dozen|a few|several)|한|두|세|네|다섯|여섯|일곱|여덟|아홉|열|스무)"
+    r"[\s.,:;)\]-]*$", re.I)
 
 
 def guarded_stream(pieces, guardrail: OutputGuardrail, korean: bool = False,
@@ -138,7 +145,14 @@ def guarded_stream(pieces, guardrail: OutputGuardrail, korean: bool = False,
         for piece in pieces:
             held += piece
             ends = [m.end() for m in _SENTENCE_END.finditer(held)]
-            cut = ends[-1] if ends else (len(held) if len(held) >= hold_limit else 0)
+            if ends:
+                cut = ends[-1]
+            elif len(held) >= hold_limit:  # a very long sentence: up to its last space
+                cut = held.rstrip().rfind(" ") + 1
+            else:
+                cut = 0
+            while cut and _TRAILING_NUMBER.search(held[:cut]):
+                cut = held[:cut].rstrip().rfind(" ") + 1  # keep the number with what follows
             if not cut:
                 continue
             ready, held = held[:cut], held[cut:]

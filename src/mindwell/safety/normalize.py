@@ -31,11 +31,13 @@ _CONFUSABLES = str.maketrans({
     "υ": "u", "χ": "x", "Α": "A", "Β": "B", "Ε": "E", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N",
     "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X", "Ζ": "Z",
 })
-_MIXED_SCRIPT_WORD = re.compile(r"\w*[A-Za-z]\w*[\u0370-\u03ff\u0400-\u04ff\u0500-\u052f\u1d00-"
-                                r"\u1d7f\u0261]\w*|\w*[\u0370-\u03ff\u0400-\u04ff\u0500-\u052f"
-                                r"\u1d00-\u1d7f\u0261]\w*[A-Za-z]\w*")
+_LATIN = re.compile(r"[A-Za-z]")
+_LOOKALIKE_SCRIPTS = re.compile(r"[\u0370-\u03ff\u0400-\u052f\u1d00-\u1d7f\u0261]")
+_WORD = re.compile(r"\w+")
 # Letters written one by one: "h o w  m a n y" or "s.u.i.c.i.d.e" (at least four).
 _SPACED = re.compile(r"(?<!\w)(?:[^\W\d_][ .\-_*]{1,3}){3,}[^\W\d_](?!\w)")
+_LEET_L = str.maketrans({"0": "o", "1": "l", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a",
+                         "$": "s"})
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a",
                        "$": "s", "!": "i", "|": "l", "+": "t"})
 # A word with both letters and leet characters ("0verd0se", "k!ll", "$uicide"); plain
@@ -43,7 +45,7 @@ _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t
 _LEET_WORD = re.compile(r"(?<![\w@$!|+])(?=[\w@$!|+]*[A-Za-z])(?=[\w@$!|+]*[013457@$!|+])"
                         r"[A-Za-z013457@$!|+]{3,}(?![\w@$!|+])")
 # "7pm", "5km", "2nd", "500mg": numbers with a unit or ending, not disguised letters.
-_NUMBER_WITH_UNIT = re.compile(r"\d+(\.\d+)?[A-Za-z]{1,3}")
+_NUMBER_WITH_UNIT = re.compile(r"\d+(\.\d+)?[A-Za-z]{1,6}")
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
 
 
@@ -71,25 +73,37 @@ def _unleet(match: re.Match) -> str:
     return word.replace(core, core.translate(_LEET))
 
 
-# NFKC turns Korean chat letters (ㅋㅋ, ㅠㅠ: compatibility jamo) into conjoining jamo that
-# no rule is written with; they are turned back.
-_JAMO_BACK = {ord(unicodedata.normalize("NFKC", chr(c))): chr(c) for c in range(0x3131, 0x318F)
-              if len(unicodedata.normalize("NFKC", chr(c))) == 1
-              and unicodedata.normalize("NFKC", chr(c)) != chr(c)}
+# Korean chat letters (ㅋㅋ, ㅠㅠ: compatibility jamo) are left as typed: NFKC would turn
+# them into conjoining jamo that compose with their neighbours ("ㅋㅠ" -> "큐").
+_CHAT_JAMO = re.compile(r"([\u3131-\u318e]+)")
+
+
+def _nfkc(text: str) -> str:
+    return "".join(part if index % 2 else unicodedata.normalize("NFKC", part)
+                   for index, part in enumerate(_CHAT_JAMO.split(text)))
 
 
 def normalize(text: str) -> str:
     """Plain text for the gate: NFKC, no invisible characters, look-alike letters mapped to
     Latin inside Latin words, letters written one by one joined, leetspeak read as letters,
     and any base64 payload decoded and appended (the payload is what is being asked)."""
-    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).translate(_JAMO_BACK)
-    text = _MIXED_SCRIPT_WORD.sub(lambda m: m.group(0).translate(_CONFUSABLES), text)
+    text = _nfkc(text).translate(_INVISIBLE)
+    # Words are found with a plain \w+ and checked in Python: a regex that looks for a
+    # Latin letter and a look-alike in one word backtracks cubically on long words.
+    text = _WORD.sub(lambda m: m.group(0).translate(_CONFUSABLES)
+                     if _LATIN.search(m.group(0)) and _LOOKALIKE_SCRIPTS.search(m.group(0))
+                     else m.group(0), text)
     # A whole message in look-alikes ("кіll mуѕеlf" is all Cyrillic but for nothing): map
     # any Cyrillic/Greek word when the text around it is Latin.
     if _mostly_latin(text):
         text = text.translate(_CONFUSABLES)
     text = _SPACED.sub(_join_spaced, text)
+    leet_words = _LEET_WORD.findall(text)
     text = _LEET_WORD.sub(_unleet, text)
+    # "1" is an i or an l ("ki11 myse1f"): the l reading of those words is added too.
+    ambiguous = [w for w in leet_words if "1" in w and not _NUMBER_WITH_UNIT.fullmatch(w)]
+    if ambiguous:
+        text += " " + " ".join(w.translate(_LEET_L) for w in ambiguous)
     decoded = [d for d in (_decode_base64(t) for t in _BASE64.findall(text)) if d]
     if decoded:
         text = " ".join([text, *(normalize(d) for d in decoded)])

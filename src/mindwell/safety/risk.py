@@ -1,19 +1,17 @@
 """Risk assessment of one message in the context of its conversation.
 
-Three layers, cheapest first:
-1. rules (``rules.py``): first-person crisis language in English and Korean, each with a
-   level and a reason;
-2. the conversation: several medium messages, or method-seeking after distress, raise the
-   level (risk accumulates; a single "which bridges are tallest?" does not escalate, the
-   same question after "I lost my job and I'm worthless" does);
-3. a learned classifier on multilingual sentence embeddings and word n-grams
-   (``learned.py``), applied to the message and to the person's last messages together
-   (``conversation_text``): it catches phrasings no rule
-   lists ("gave my guitar away, wont need it where im going"), conversations that turn
-   quietly ("anyway, thanks for everything"), and languages the rules do not cover
-   ("quiero morir"). Reports about others, fiction, news and recovery that the rules
-   recognise are not escalated by it.
-Escalation happens at level high or imminent.
+The answer is graded (``RiskAssessment.action``): "protocol", "check_in" or "normal", plus
+a fixed ``decline`` for dose questions (docs/safety.md). Cheapest first:
+1. normalisation of disguised text (``normalize.py``);
+2. rules (``rules.py``): crisis language, abuse, violence and harm to others in English
+   and Korean, each with a level and a reason, and the exemptions (a story that is over,
+   someone else's words, fiction) read in the sentences with the crisis words;
+3. the reader (``reader.py``: the tuned multilingual encoder blended with the SVM/n-gram
+   layer of ``learned.py``), on the message and, in a chat, the last messages with it;
+4. the conversation: means or amounts asked after distress, hopelessness repeated, a
+   crisis taken back ("jk").
+Levels ``high`` and ``imminent`` are the protocol; a passive wish and what the reader finds
+possibly risky are a check-in.
 """
 
 from __future__ import annotations
@@ -75,9 +73,6 @@ def conversation_text(history: list[str], text: str) -> str:
 # - check_in: ambiguous risk (a passive wish to be dead, hopelessness with risk words): the
 #   companion answers the person's words and asks directly about safety;
 # - normal: everything else, including grief, recovery, idioms and stress.
-ACTIONS = ("normal", "check_in", "protocol")
-
-
 @dataclass
 class RiskAssessment:
     level: str = "none"
@@ -95,7 +90,8 @@ class RiskAssessment:
 
     def as_dict(self) -> dict:
         return {"level": self.level, "escalate": self.escalate, "action": self.action,
-                "decline": self.decline, "reasons": self.reasons}
+                "decline": self.decline, "categories": self.categories,
+                "reasons": self.reasons}
 
 
 def detect_language(text: str) -> str:
@@ -202,9 +198,15 @@ class RiskAssessor:
         # one that asks for amounts: "I'm safe now, just curious how many..." is read.
         says_safe = (SAYS_SAFE.search(text) and not NOT_SAFE.search(text)
                      and len(text.split()) <= 15 and not DOSE_QUESTION.search(text))
-        if self.use_embeddings and not exempt and not says_safe and action != "protocol":
-            action, level = self._read(text, history, vector if text == original else None,
-                                       action, level, reasons, separate_entries)
+        if self.use_embeddings and not says_safe and action != "protocol":
+            reused = vector if without_idioms(text) == original else None
+            action, level = self._read(text, history, reused, action, level, reasons,
+                                       separate_entries)
+            if exempt and action == "protocol":
+                # An exemption never silences the reader, but it caps it: "my friend said she
+                # wants to die" gets no protocol, "my dad said I'm a failure, I want to kill
+                # myself tonight" no normal reply either.
+                action, level = "check_in", "medium"
 
         action, level = self._conversation(text, history, categories, action, level, reasons)
         if action == "normal" and language == "other" and DOSE_QUESTION.search(text):
@@ -233,7 +235,7 @@ class RiskAssessor:
             return "about someone else's self-harm"
         about_others = TOPIC_EXEMPTIONS.search(text) or (
             THIRD_PARTY.search(text) and REPORTED_SPEECH.search(text)) or (
-            language == "ko" and (KOREAN_REPORTED.search(text) or THIRD_PARTY.search(text)))
+            language == "ko" and KOREAN_REPORTED.search(text))
         if about_others and not SELF_REFERENCE.search(text):
             return "about someone else, prevention, fiction or news"
         return None
@@ -272,7 +274,7 @@ class RiskAssessor:
         earlier_categories = {r.category for rules in earlier for r in rules}
         asks_means = "method_location" in categories or DOSE_QUESTION.search(text)
         if action != "protocol" and asks_means and (
-                "distress" in categories or earlier_categories & RISK_CATEGORIES):
+                set(categories) & RISK_CATEGORIES or earlier_categories & RISK_CATEGORIES):
             reasons.append("asks about means or amounts after describing distress or "
                            "hopelessness")
             return "protocol", "high"

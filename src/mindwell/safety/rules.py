@@ -137,7 +137,7 @@ RULES: list[Rule] = [
             r"잠들어서\s*(안|못)\s*깨|영원히\s*잠들|다\s*끝(내|났으면)|더는\s*못\s*(살|하겠)|"
             r"살아야\s*할\s*이유|왜\s*살아야"),
     *_rules("high", "self_harm", "talks about harming themself (Korean)",
-            r"(칼|면도날|커터)\S*\s*(\S+\s*){0,2}(긋|그었|대)|상처를\s*(냈|내고)|또\s*(그었|긋)"),
+            r"(칼|면도날|커터)[^.!?\n]{0,18}?(긋|그었|대)|상처를\s*(냈|내고)|또\s*(그었|긋)"),
     *_rules("high", "farewell", "says goodbye as if for the last time (Korean)",
             r"(잘\s*있어|안녕히\s*계세요|미안했어|미안해\s*다들)|다시는\s*(못|안)\s*볼|편지를\s*(남겼|썼)"),
 
@@ -178,17 +178,17 @@ RULES: list[Rule] = [
             r"|끝내고\s*싶|끝낼\s*거|더\s*이상\s*살\s*이유|살\s*이유가\s*없|눈\s*뜨고\s*싶지\s*않"
             r"|안\s*깨어나고\s*싶"),
     *_rules("high", "plan_means", "describes a plan or the means (Korean)",
-            r"(약|수면제|진통제)을?\s*(\S+\s*){0,2}(모아|모았|모으|숨겨|쌓아)|유서|번개탄(?!.{0,30}(숯|캠핑|고기|바베큐|캠프))|"
+            r"(약|수면제|진통제)을?\s*[^.!?\n]{0,12}?(모아|모았|모으|숨겨|쌓아)|유서|번개탄(?!.{0,30}(숯|캠핑|고기|바베큐|캠프))|"
             r"(밧줄|줄|끈)을?\s*(샀|사\s*놨|준비)|날짜(를|도)?\s*(정했|잡았)|준비(를|는)?\s*다\s*(했|끝)|"
             r"(신변|주변)\s*정리"),
     *_rules("imminent", "timing", "says when (Korean)",
             r"오늘\s*밤|오늘이\s*마지막|내일이면\s*(없|끝)|오늘\s*(끝|실행)"),
     *_rules("high", "self_harm", "talks about harming themself (Korean)",
-            r"자해|(손목|팔|다리|허벅지)을?\s*(\S+\s*)?(긋|그었|그어|그은|그을(?!리|렸|린|음))|칼로\s*(긋|그)|"
+            r"자해|(손목|팔|다리|허벅지)을?\s*[^.!?\n]{0,8}?(긋|그었|그어|그은|그을(?!리|렸|린|음))|칼로\s*(긋|그)|"
             r"(내|제)\s*몸을?\s*(해치|다치게|상처|때리)|스스로를?\s*(해치|때리)"),
     *_rules("high", "farewell", "says goodbye as if for the last time (Korean)",
             r"마지막\s*인사|(?<![야아]\s)(?<![야아])그동안\s*(고마웠|감사했)|다들\s*잘\s*(지내|살아)|먼저\s*갈게|"
-            r"(고양이|강아지|애들|아이들)\s*(\S+\s*)?부탁(해|합니다|드려)|"
+            r"(고양이|강아지|애들|아이들)\s*[^.!?\n]{0,8}?부탁(해|합니다|드려)|"
             r"(물건|짐|방)을?\s*(다\s*)?(정리|나눠\s*줬)|이게\s*마지막"),
     *_rules("high", "hopeless_intent", "hopelessness with thoughts of not being here (Korean)",
             r"(내가|제가)\s*없(어지|으)면|없는\s*게\s*(낫|나아)|짐만\s*되|짐이\s*(되|돼)|"
@@ -196,19 +196,19 @@ RULES: list[Rule] = [
     *_rules("medium", "hopeless", "expresses hopelessness (Korean)",
             r"희망이\s*없|아무\s*의미(가|도)\s*없|다\s*포기하고\s*싶|지쳤어|지쳐서"),
     *_rules("high", "method_lethal", "asks about lethality (Korean)",
-            r"몇\s*(알|개|정|봉지)\S*\s*(\S+\s*){0,3}(죽|안\s*깨|못\s*깨|치사)|치사량|"
+            r"몇\s*(알|개|정|봉지)[^.!?\n]{0,24}?(죽|안\s*깨|못\s*깨|치사)|치사량|"
             r"고통\s*없이\s*죽|(빨리|쉽게)\s*죽는\s*(법|방법)|죽는\s*(법|방법)|"
-            r"(농약|제초제|살충제)\S*\s*(\S+\s*){0,2}(마시|먹)\S*\s*(\S+\s*){0,2}(고통|죽|치사|아프|아파)|"
-            r"(농약|제초제|살충제)\S*\s*(\S+\s*){0,2}(치사량|얼마나\s*마시)"),
+            r"(농약|제초제|살충제)[^.!?\n]{0,18}?(마시|먹)[^.!?\n]{0,18}?(고통|죽|치사|아프|아파)|"
+            r"(농약|제초제|살충제)[^.!?\n]{0,18}?(치사량|얼마나\s*마시)"),
     *_rules("medium", "method_location", "asks about heights or means (Korean)",
             r"(높은|제일\s*높은|가장\s*높은)\s*(다리|건물|옥상|아파트|층)|뛰어내리|"
             r"(약|수면제|진통제)을?\s*(어디서|어떻게)\s*(사|구하)|옥상(에|으로)\s*(올라|들어)|"
-            r"(농약|제초제|살충제)\S*\s*(\S+\s*)?(마시|먹|사려|사면|살\s*수|구하|구할)|"
+            r"(농약|제초제|살충제)[^.!?\n]{0,12}?(마시|먹|사려|사면|살\s*수|구하|구할)|"
             r"옥상\s*문\S*\s*(안\s*잠|열려|열린|열리|비밀번호)|(대교|다리|건물|아파트)\S*\s*높이|"
-            r"몇\s*층부터\S*\s*(\S+\s*){0,2}(죽|떨어|뛰어|살\s*수|못\s*살)"),
+            r"몇\s*층부터[^.!?\n]{0,18}?(죽|떨어|뛰어|살\s*수|못\s*살)"),
     *_rules("low", "distress", "describes a loss or distress (Korean)",
             r"헤어졌|잘렸|잘리|해고|실직|떨어졌|이혼|돌아가셨|우울|외로|힘들|힘든|괴로|지쳤|무너|빚(이|을|까지|때문|더미)|"
-            r"(남편|아내|와이프|여자\s*친구|남자\s*친구|여친|남친)\S*\s*(\S+\s*)?떠났"),
+            r"(남편|아내|와이프|여자\s*친구|남자\s*친구|여친|남친)[^.!?\n]{0,12}?떠났"),
 ]
 
 # -- danger from others, and to others ---------------------------------------------------
@@ -290,23 +290,23 @@ ABUSE_RULES = [
     *_rules("high", "abuse", "describes violence or abuse by another person (Korean)",
             r"(아빠|아버지|엄마|어머니|남편|아내|와이프|남친|남자\s*친구|여친|여자\s*친구|오빠|형|"
             r"새아빠|계부|계모|삼촌|할아버지|선배|선생님|사장님?|그\s*사람|그놈|걔|요양보호사|간병인|"
-            r"보호사)\S*\s*(\S+\s*){0,7}"
+            r"보호사)[^.!?\n]{0,48}?"
             r"(때[리려렸린]|때림|팼|패[고요서]|폭행|발로\s*차|목을?\s*졸|밀쳐|밀친|던[졌져지]|"
             r"꺾|꼬집|뺨)",
-            r"(에게|한테|한테서|에게서)\s*(\S+\s*)?(맞았|맞고|맞아|맞는|두들겨|얻어\s*맞)",
+            r"(에게|한테|한테서|에게서)\s*[^.!?\n]{0,8}?(맞았|맞고|맞아|맞는|두들겨|얻어\s*맞)",
             r"죽여\s*버리겠다|죽이겠다|죽인다고|죽일\s*거라|죽여\s*버린다",
-            r"칼(을|까지|로)?\s*(\S+\s*)?(들|휘두르|겨누|들이대)",
-            r"(만지|성추행|성폭행|몹쓸\s*짓)\S*\s*(\S+\s*){0,2}(당|했|해요|해서|한다)",
-            r"가정\s*폭력(을|에)?\s*(\S+\s*)?(당하|시달|피해)|폭력을?\s*(당하|휘둘)",
+            r"칼(을|까지|로)?\s*[^.!?\n]{0,8}?(들|휘두르|겨누|들이대)",
+            r"(만지|성추행|성폭행|몹쓸\s*짓)[^.!?\n]{0,18}?(당|했|해요|해서|한다)",
+            r"가정\s*폭력(을|에)?\s*[^.!?\n]{0,8}?(당하|시달|피해)|폭력을?\s*(당하|휘둘)",
             # A child crying for help, a night visit kept secret, injuries with fear of home.
-            r"(아이|애|엄마|누나|언니|동생|옆집)\S*\s*(\S+\s*){0,3}살려\s*(달라|줘|주세요)(?!.{0,10}[ㅋㅎ])",
-            r"(새아빠|계부|아빠|아버지|삼촌|오빠|형|할아버지|선생님)\S*\s*(\S+\s*){0,3}(밤에|몰래|밤마다)"
-            r"\s*(\S+\s*){0,2}(내\s*)?방에?\s*(\S+\s*)?들어[왔와온오]",
-            r"(멍|손바닥\s*자국|상처|화상)\S*\s*(\S+\s*){0,8}(집에\s*가기\s*싫|집에\s*안\s*가고\s*싶|"
+            r"(아이|애|엄마|누나|언니|동생|옆집)[^.!?\n]{0,24}?살려\s*(달라|줘|주세요)(?!.{0,10}[ㅋㅎ])",
+            r"(새아빠|계부|아빠|아버지|삼촌|오빠|형|할아버지|선생님)[^.!?\n]{0,24}?(밤에|몰래|밤마다)"
+            r"\s*[^.!?\n]{0,12}?(내\s*)?방에?\s*[^.!?\n]{0,8}?들어[왔와온오]",
+            r"(멍|손바닥\s*자국|상처|화상)[^.!?\n]{0,54}?(집에\s*가기\s*싫|집에\s*안\s*가고\s*싶|"
             r"무섭다고|무서워해)"),
     *_rules("high", "harm_to_others", "says they want to harm another person (Korean)",
             r"(죽여\s*버리고\s*싶|죽이고\s*싶|찔러\s*버리|해치고\s*싶)(?!.{0,15}(ㅋ|ㅎ|농담|장난))",
-            r"(아기|애기|아이|우리\s*애)\S*\s*(\S+\s*)?(해칠|다치게\s*할)\s*(것\s*같|까\s*봐)"),
+            r"(아기|애기|아이|우리\s*애)[^.!?\n]{0,12}?(해칠|다치게\s*할)\s*(것\s*같|까\s*봐)"),
 ]
 # A passive wish to be dead or hopelessness with risk words: ambiguous risk. When nothing
 # clearer is said, the companion answers the person's words and asks about safety directly
@@ -329,7 +329,7 @@ PASSIVE_WISH = re.compile(
 TAKES_BACK = re.compile(
     r"\b(jk|j/k|just kidding|just joking|kidding|joking|i was joking|i was kidding|lol nvm|"
     r"nvm|never ?mind|forget (it|what i said)|didn'?t mean (it|that))\b"
-    r"|농담|장난(이야|이에요|이었|친)|ㅋㅋ+\s*(아니|아님)|신경\s*쓰지\s*마|없던\s*일",
+    r"|농담|장난(이야|이에요|이었|친)|(?<!ㅋ)ㅋㅋ+\s*(아니|아님)|신경\s*쓰지\s*마|없던\s*일",
     re.I)
 # A question about a medication or substance dose or amount: mindwell gives no doses at all
 # (a doctor or pharmacist does), so the model is not asked to answer it.
@@ -339,7 +339,7 @@ DOSE_QUESTION = re.compile(
     r"doses?|dosage|pills|tablets|capsules|units)\b"
     r"|\b(dose|dosage|mg)\s+(of|for)\s+\w+"
     r"|\b(toxic|lethal|fatal|overdose)\s+(threshold|level|limit|amount)"
-    r"|(몇\s*(알|mg|밀리|정|캡슐)|몇\s*개\S*\s*(\S+\s*){0,2}(먹|삼키|복용)|최대\s*(용량|복용량)|용량|"
+    r"|(몇\s*(알|mg|밀리|정|캡슐)|몇\s*개[^.!?\n]{0,18}?(먹|삼키|복용)|최대\s*(용량|복용량)|용량|"
     r"복용량|치사량|얼마나\s*먹)",
     re.I)
 
@@ -361,7 +361,7 @@ OTHERS_SELF_HARM = re.compile(
     r"\b(son|daughter|kid|child|children|friend|student|pupil|patient|client|sister|brother|"
     r"teen|teenager|boy|girl|niece|nephew|cousin|partner)s?\b[^.!?\n]{0,40}\b(has been|have been|"
     r"had been|is|was|were|are|who'?ve|who have|who)\s+(self[- ]?harm\w*|cutting|suicidal)"
-    r"|(딸|아들|학생|친구|동생|환자|아이|애|조카)(이|가|들이|들)?\s*(\S+\s*){0,4}(자해|자살\s*시도)",
+    r"|(딸|아들|학생|친구|동생|환자|아이|애|조카)(이|가|들이|들)?\s*[^.!?\n]{0,24}?(자해|자살\s*시도)",
     re.I)
 THIRD_PARTY = re.compile(
     r"\b(my (\w+\s)?(friend|sister|brother|mom|dad|son|daughter|student|client|coworker|roommate)|"
@@ -392,7 +392,7 @@ RECOVERY = re.compile(
     r"\b.{0,30}\b(\d+|two|three|four|five|six|several|many|a few|a couple of|a|one)\s+"
     r"(years?|months?)\s+ago\b|\b(haven'?t|have not)\s+(self[- ]?harmed|cut|hurt myself)\b"
     r".{0,20}\b(in|for|since)\b|\bglad (i'?m|i am|to be) (still )?alive\b"
-    r"|(작년엔|작년에는|한때는|그때는)\s*(\S+\s*){0,4}(었|았)(는데|지만)|살아\s*있어서\s*다행"
+    r"|(작년엔|작년에는|한때는|그때는)\s*[^.!?\n]{0,24}?(었|았)(는데|지만)|살아\s*있어서\s*다행"
     # A streak counted from the last time ("500 days since I last hurt myself", "two years
     # self-harm free").
     r"|\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|a)\s+(days?|weeks?|months?|"
@@ -401,7 +401,7 @@ RECOVERY = re.compile(
     r"myself)|(free|clean)\s+(of|from)\s+(self[- ]?harm\w*|cutting))"
     r"|\b(free|clean)\s+(of|from)\s+(self[- ]?harm\w*|cutting)\b.{0,20}\b(\d+|one|two|three|four|"
     r"five|six|seven|eight|nine|ten|a)\s+(days?|weeks?|months?|years?)"
-    r"|(\d+|한|두|세|네|몇)\s*(년|달|개월)\s*(전|동안)\S*\s*(\S+\s*){0,8}[었았였했봤왔갔졌됐렸웠](다|는데|지만|어)",
+    r"|(\d+|한|두|세|네|몇)\s*(년|달|개월)\s*(전|동안)[^.!?\n]{0,54}?[었았였했봤왔갔졌됐렸웠](다|는데|지만|어)",
     re.I,
 )
 RELAPSE = re.compile(r"\b(relapsed?(?![- ]prevention)|broke it|again|tonight|today i (want|will|am going|'m going|"
@@ -413,7 +413,7 @@ RELAPSE = re.compile(r"\b(relapsed?(?![- ]prevention)|broke it|again|tonight|tod
                      r"|(다시|또)\s*([^\s.!?]+\s*){0,2}(죽|자해|긋|그었|시도|하고\s*싶|생각|힘들|했|해\s*버렸)"
                      r"|어제|아직도|요즘도|계속|부터|죽을\s*거|오늘\s*밤|끝낼"
                      # "죽고 싶다는 말뿐이었다" (those were all I wrote then) is the past.
-                     r"|죽고\s*싶(?!었|다는\s*(말|생각)\S*\s*(\S+\s*)?(뿐|만|가득)\S*(었|였|했))",
+                     r"|죽고\s*싶(?!었|다는\s*(말|생각)[^.!?\n]{0,12}?(뿐|만|가득)\S*(었|였|했))",
                      re.I)
 # "I'm safe now": ends crisis mode (crisis.py) and is not read as crisis by the learned
 # layer, whose training messages talk about safety too.
@@ -429,7 +429,7 @@ SAYS_SAFE = re.compile(
     r"|\bi was (just )?(joking|kidding|talking about)\b|\byou misunderstood\b"
     r"|안전해|괜찮아졌|이제\s*괜찮아|해치지\s*않을게|안\s*죽을게"
     r"|그런\s*(뜻|거|의미)\s*(은|는)?\s*아니|죽고\s*싶은\s*(건|거|게)\s*아니|자살\s*생각\s*(은|는)?\s*없"
-    r"|^\W*(네|응|어)?\W*(저는\s*|난\s*|나\s*)?괜찮아(요)?\W*$",
+    r"|^\W*(?:(네|응|어)\W*)?(저는\s*|난\s*|나\s*)?괜찮아(요)?\W*$",
     re.I,
 )
 NOT_SAFE = re.compile(r"\bnot (safe|okay|ok|fine|alright)\b|안전하지\s*않|안\s*괜찮", re.I)
