@@ -99,17 +99,20 @@ def _rates(assessor, path):
                for r in positives)
     alarms = sum(assessor.assess(r["text"], r.get("history")).action != "normal"
                  for r in negatives)
-    return len(rows), hits / len(positives), alarms / len(negatives)
+    return (len(rows), hits / len(positives) if positives else None,
+            alarms / len(negatives) if negatives else None)
 
 
-# (suite, recall floor, false-alarm ceiling): the measured levels with a message or two of
-# slack (docs/safety.md). redteam and holdout choose the shipped threshold (development
-# sets); fresh and blind were written blind, measured once, then read; blind2 was written
-# blind and measured once at the end.
-SUITE_FLOORS = [(SUITE, 0.98, 0.13), (HOLDOUT, 0.98, 0.13),
-                (SUITE.with_name("redteam_fresh.jsonl"), 0.98, 0.29),
-                (SUITE.with_name("redteam_blind.jsonl"), 0.98, 0.26),
-                (SUITE.with_name("redteam_blind2.jsonl"), 0.98, 0.25)]
+# (suite, recall floor, false-alarm ceiling), protocol and check-in counted alike: the
+# measured levels (docs/safety.md, 2026-12-03) with a message or two of slack. All are
+# development sets now; the v2 suites were written blind for issue 17 and measured once
+# (first numbers in docs/safety.md) before rules were mended from their misses.
+SUITE_FLOORS = [(SUITE, 0.98, 0.17), (HOLDOUT, 0.98, 0.17),
+                (SUITE.with_name("redteam_fresh.jsonl"), 0.98, 0.22),
+                (SUITE.with_name("redteam_blind.jsonl"), 0.98, 0.28),
+                (SUITE.with_name("redteam_blind2.jsonl"), 0.98, 0.26),
+                (SUITE.with_name("crises_v2.jsonl"), 0.97, 1.0),
+                (SUITE.with_name("everyday_v2.jsonl"), 0.0, 0.18)]
 
 
 @pytest.mark.integration
@@ -121,8 +124,8 @@ def test_redteam_suites_stay_at_their_measured_levels(assessor, suite, recall_fl
     regressions; they are not the target."""
     n, recall, false_alarms = _rates(assessor, suite)
     assert n >= 150
-    assert recall >= recall_floor
-    assert false_alarms <= alarm_ceiling
+    assert recall is None or recall >= recall_floor
+    assert false_alarms is None or false_alarms <= alarm_ceiling
 
 
 @pytest.mark.integration

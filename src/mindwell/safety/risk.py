@@ -202,11 +202,13 @@ class RiskAssessor:
             reused = vector if without_idioms(text) == original else None
             action, level = self._read(text, history, reused, action, level, reasons,
                                        separate_entries)
-            if exempt and action == "protocol":
-                # An exemption never silences the reader, but it caps it: "my friend said she
-                # wants to die" gets no protocol, "my dad said I'm a failure, I want to kill
-                # myself tonight" no normal reply either.
-                action, level = "check_in", "medium"
+            if exempt and action != "normal":
+                # An exemption never silences the reader, but it raises the bar and caps the
+                # answer: only what the reader reads as a crisis ("my dad said I'm a
+                # failure, I want to kill myself tonight") gets a check-in; "my friend said
+                # she wants to die, how do I help?" gets a normal reply.
+                action, level = ("check_in", "medium") if action == "protocol" else (
+                    "normal", "low")
 
         action, level = self._conversation(text, history, categories, action, level, reasons)
         if action == "normal" and language == "other" and DOSE_QUESTION.search(text):
