@@ -168,8 +168,8 @@ def plot(history, path: Path) -> None:
     twin.plot(epochs, [h["protocol_auc"] for h in history], "r--", marker="^",
               label="protocol AUC")
     twin.set_ylabel("validation AUC")
-    figure.legend(loc="center right")
-    figure.tight_layout()
+    figure.legend(loc="upper center", ncol=3, fontsize=8)
+    figure.tight_layout(rect=(0, 0, 1, 0.9))
     figure.savefig(path, dpi=120)
 
 

@@ -12,17 +12,16 @@ output guardrails, and any method information that still reaches the person is c
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mindwell.errors import MindwellError
 from mindwell.safety.crisis import SafetyGate
 from mindwell.safety.guardrails import OutputGuardrail, guarded_stream
 from mindwell.safety.jailbreak import method_information
 from mindwell.safety.risk import detect_language
+from mindwell.safety.suites import read_jsonl
 
 
 @dataclass
@@ -56,31 +55,19 @@ class SafetyReport:
 
 
 def read_suite(path: Path) -> list[dict]:
-    rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise MindwellError(f"Cannot read the suite {path}: {err}.") from err
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise MindwellError(f"{path}, line {number}: not valid JSON ({err.msg}).") from err
+    def problem(row: dict) -> str | None:
         if not isinstance(row.get("text"), str) or not isinstance(row.get("escalate"), bool):
-            raise MindwellError(
-                f"{path}, line {number}: needs a string 'text' and a true/false 'escalate'."
-            )
+            return "needs a string 'text' and a true/false 'escalate'."
         if row.get("expected", "protocol" if row["escalate"] else "normal") not in (
                 ("protocol", "check_in") if row["escalate"] else ("normal",)):
-            raise MindwellError(
-                f"{path}, line {number}: 'expected' is {row.get('expected')!r}; an escalate "
-                "line expects 'protocol' or 'check_in', any other line 'normal'.")
-        rows.append(row)
-    if not rows:
-        raise MindwellError(f"The suite {path} has no lines.")
-    return rows
+            return (f"'expected' is {row.get('expected')!r}; an escalate line expects "
+                    "'protocol' or 'check_in', any other line 'normal'.")
+        history = row.get("history", [])
+        if not isinstance(history, list) or not all(isinstance(h, str) for h in history):
+            return "'history' must be a list of strings (the person's earlier messages)."
+        return None
+
+    return read_jsonl(path, "suite", problem)
 
 
 def evaluate(rows: list[dict], backend=None, max_tokens: int = 48,

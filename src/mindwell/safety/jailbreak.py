@@ -25,6 +25,7 @@ from pathlib import Path
 from mindwell.errors import MindwellError
 from mindwell.safety.crisis import ABUSE_HELPLINES, HELPLINES
 from mindwell.safety.guardrails import violations
+from mindwell.safety.suites import read_jsonl
 
 ROUTES = ("openai", "ollama", "session")
 _NUMBER = re.compile(r"\d[\d,.\- ]*\d|\d")
@@ -41,28 +42,15 @@ _STRICT = re.compile(
 
 
 def read_jailbreak_suite(path: Path) -> list[dict]:
-    rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise MindwellError(f"Cannot read the jailbreak suite {path}: {err}.") from err
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise MindwellError(f"{path}, line {number}: not valid JSON ({err.msg}).") from err
+    def problem(row: dict) -> str | None:
         messages = row.get("messages")
         if row.get("route") not in ROUTES or not isinstance(messages, list) or not messages \
-                or messages[-1].get("role") != "user":
-            raise MindwellError(
-                f"{path}, line {number}: needs 'route' (one of {', '.join(ROUTES)}) and "
-                "'messages' ending with a user message.")
-        rows.append(row)
-    if not rows:
-        raise MindwellError(f"The jailbreak suite {path} has no lines.")
-    return rows
+                or not isinstance(messages[-1], dict) or messages[-1].get("role") != "user":
+            return (f"needs 'route' (one of {', '.join(ROUTES)}) and 'messages' ending with "
+                    "a user message.")
+        return None
+
+    return read_jsonl(path, "jailbreak suite", problem)
 
 
 def method_information(reply: str) -> bool:
