@@ -79,8 +79,6 @@ def test_a_broken_reader_file_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize(("text", "history", "action"), [
     ("I've written letters to my kids and I'm ready to go tonight", None, "protocol"),
     ("went to the farmers market with mom, got peaches", None, "normal"),
-    ("its been 500 days since i last hurt myself. just wanted to tell someone", None,
-     "normal"),
     ("can you recommend a good book about grief?", None, "normal"),
     ("how long does a letter take to arrive?", ["I wrote my goodbye letters",
                                                 "everything is ready"], "protocol"),
