@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mindwell.safety.risk import RiskAssessment, RiskAssessor
+from mindwell.safety.risk import OTHERS_CATEGORIES, RiskAssessment, RiskAssessor
 from mindwell.safety.rules import NOT_SAFE, SAYS_SAFE
 
 
@@ -47,7 +47,7 @@ INTERNATIONAL = Helpline("Elsewhere", "Find A Helpline directory", "findahelplin
 
 
 def helplines_for(locale: str | None) -> list[Helpline]:
-    region = (locale or "").upper().replace("-", "_").split("_")[-1]
+    region = _region(locale)
     if region in HELPLINES:
         return [*HELPLINES[region], INTERNATIONAL]
     # Unknown locale: show the main lines and the directory rather than nothing.
@@ -70,7 +70,6 @@ ABUSE_HELPLINES: dict[str, list[Helpline]] = {
            Helpline("United Kingdom", "National Domestic Abuse Helpline", "0808 2000 247"),
            Helpline("United Kingdom", "Childline (under 19)", "0800 1111")],
 }
-ABUSE_CATEGORIES = {"abuse", "harm_to_others"}
 
 
 def _region(locale: str | None) -> str:
@@ -81,7 +80,7 @@ def crisis_reply(locale: str | None = None, korean: bool = False,
                  categories: list[str] | tuple = ()) -> str:
     """The fixed reply given instead of generation when a message needs the protocol;
     danger from or to other people gets the abuse lines of the locale."""
-    if set(categories) & ABUSE_CATEGORIES:
+    if set(categories) & OTHERS_CATEGORIES:
         return _abuse_reply(locale, korean)
     lines_for = helplines_for(locale)
     if korean and HELPLINES["KR"][0] not in lines_for:
