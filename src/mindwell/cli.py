@@ -104,10 +104,34 @@ def models(ctx: typer.Context) -> None:
         console.print(mine)
     for spec in missing:
         console.print(f"To install {spec.name}: {spec.install}", highlight=False)
+    for spec in EMBEDDED:
+        if spec.card and spec.path() is not None:
+            console.print(f"{spec.name} applies to {spec.base}; its model card (data, licence, "
+                          f"evaluation): mindwell models card {spec.name}", highlight=False)
     console.print(
         "You can also pass --model PATH (a .gguf file, a checkpoint or adapter directory) "
         "or a hub id where a hub is reachable."
     )
+
+
+@models_app.command("card")
+def models_card(name: Annotated[str, typer.Argument(help="An embedded model with a card.")]
+                = "mindwell-counselor") -> None:
+    """Print a shipped model's card: what it was trained on, its licence and evaluation.
+
+    Example: mindwell models card mindwell-counselor
+    """
+    from rich.markdown import Markdown
+
+    from mindwell.models.registry import get_spec
+
+    spec = get_spec(name)
+    path = spec.path()
+    if not spec.card or path is None:
+        raise MindwellError(f"'{name}' has no model card shipped with it.",
+                            "Cards ship with mindwell's own trained models: "
+                            "mindwell models card mindwell-counselor")
+    Console().print(Markdown((path.parent / spec.card).read_text(encoding="utf-8")))
 
 
 def _importable(module: str) -> bool:
@@ -487,6 +511,158 @@ def eval_safety(
         f"(<= 5) · guardrail replacements {result.guardrail_replacements} of "
         f"{result.replies_generated} replies", highlight=False,
     )
+
+
+@eval_app.command("counselor")
+def eval_counselor(
+    model: Annotated[list[str] | None, typer.Option(
+        help="Chat model (registry name, GGUF, or a run's LoRA GGUF); repeat to compare. "
+             "Default: the default counselor.")] = None,
+    prompts: Annotated[Path, typer.Option(
+        help="JSONL of {id, lang, messages}; a conversation ending with the counselor gives "
+             "its last reply as the reference.")] = Path("configs/data/counsel/counsel_en.jsonl"),
+    split: Annotated[str | None, typer.Option(help="Keep only rows whose `split` is this "
+                                                   "(the corpus holds out `test`).")] = None,
+    out: Annotated[Path, typer.Option(help="Directory for report.md, report.json, "
+                                           "replies.jsonl.")] = Path("runs/eval-counselor"),
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many prompts.")] = None,
+    max_tokens: Annotated[int, typer.Option(min=8, help="Reply token limit; a reply cut here "
+                                                        "did not end by itself.")] = 160,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default: "
+                                                           "chat's).")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed, for repeatable replies.")] = 0,
+    judge_sheet: Annotated[bool, typer.Option(
+        help="Also write judge_sheet.jsonl (replies shuffled, models hidden) and "
+             "judge_key.json for a blind reader.")] = False,
+    ratings: Annotated[Path | None, typer.Option(
+        help="A blind reader's ratings of an earlier judge sheet (JSONL: item, empathy, "
+             "relevance, helpfulness, safety, fluency, harmful) to join to the models.")] = None,
+    key: Annotated[Path | None, typer.Option(help="The judge_key.json for --ratings "
+                                               "(default: beside it in --out).")] = None,
+    fresh: Annotated[bool, typer.Option(help="Regenerate replies already in --out.")] = False,
+) -> None:
+    """Language match, replies that end by themselves within 4 sentences, repetition,
+    contacts/links/medication/doses and similarity to references; optionally a blind judge.
+
+    Example: mindwell eval counselor --prompts configs/data/counsel/counsel_ko.jsonl
+    --split test --model mindwell-counselor --model smollm2-135m-instruct --judge-sheet
+    """
+    from rich.progress import Progress
+
+    from mindwell.chat.prompts import COUNSELOR_SYSTEM_PROMPT
+    from mindwell.counselor.evaluate import (
+        generate,
+        judged_means,
+        read_prompts,
+        read_replies,
+        score,
+        write_judge_sheet,
+        write_report,
+    )
+    from mindwell.models.registry import DEFAULT_CHAT_MODEL
+
+    items = read_prompts(prompts, split, limit)
+    sampling = {"max_tokens": max_tokens, "seed": seed}
+    if temperature is not None:
+        sampling["temperature"] = temperature
+    out.mkdir(parents=True, exist_ok=True)
+    earlier = [] if fresh else read_replies(out / "replies.jsonl")
+    if ratings is not None and not model:
+        models = list(dict.fromkeys(r.model for r in earlier))  # the models that were judged
+    else:
+        models = model or [DEFAULT_CHAT_MODEL]
+    wanted = {p.id for p in items}
+    replies, scores = [], []
+    with Progress(console=err_console, transient=True) as progress:
+        for name in models:
+            # Replies already in --out for every prompt are reused (so a slow model is
+            # generated once and new models join the same comparison); --fresh redoes them.
+            have = [r for r in earlier if r.model == name and r.prompt in wanted]
+            if len({r.prompt for r in have}) == len(wanted):
+                replies += have
+                continue
+            task = progress.add_task(f"{name}: replying", total=len(items))
+            replies += generate(name, items, COUNSELOR_SYSTEM_PROMPT, sampling,
+                                on_reply=lambda t=task: progress.advance(t))
+    for name in models:
+        scores.append(score(name, [r for r in replies if r.model == name], items))
+    if judge_sheet:
+        sheet, key_file = write_judge_sheet(replies, items, out)
+        err_console.print(f"Judge sheet {sheet} (give the reader only this); key {key_file}.",
+                          highlight=False)
+    if ratings is not None:
+        means = judged_means(ratings, key or out / "judge_key.json")
+        for entry in scores:
+            entry.judged = means.get(entry.model, {})
+    report = write_report(scores, replies, items, out, str(prompts))
+    Console().print(report.read_text().split("\n## Sample")[0], highlight=False)
+    err_console.print(f"Report with sample replies: {report}", highlight=False)
+
+
+corpus_app = typer.Typer(
+    help="Check a counseling corpus before training on it.\n\n"
+    "Example: mindwell corpus check configs/data/counsel/counsel_en.jsonl",
+    no_args_is_help=True,
+)
+app.add_typer(corpus_app, name="corpus")
+
+
+@corpus_app.command("check")
+def corpus_check(
+    files: Annotated[list[Path], typer.Argument(help="Conversation JSONL files.")],
+    dedupe: Annotated[bool, typer.Option(help="Also look for near-duplicate conversations "
+                                              "(embedded encoder).")] = True,
+) -> None:
+    """Every counselor reply in the person's language, 2-4 sentences, one question at most,
+    no link/phone/medication/promise/amount; no near-duplicates; no scenario on both sides of
+    the split. Exits 1 when anything is wrong.
+
+    Example: mindwell corpus check configs/data/counsel/counsel_en.jsonl
+    configs/data/counsel/counsel_ko.jsonl
+    """
+    from mindwell.counselor.corpus import check_corpus
+
+    report = check_corpus(files, dedupe=dedupe)
+    console = Console()
+    console.print(f"{report.conversations} conversations, {report.replies} counselor replies; "
+                  f"languages {report.by_language}; splits {report.by_split}", highlight=False)
+    for problem in report.problems[:50]:
+        console.print(f"[red]problem[/red] {problem}", highlight=False)
+    if len(report.problems) > 50:
+        console.print(f"... and {len(report.problems) - 50} more problems", highlight=False)
+    for first, second, similarity in report.duplicates:
+        console.print(f"[red]near-duplicate[/red] {first} ~ {second} ({similarity:.2f})",
+                      highlight=False)
+    for scenario in report.scenario_leaks:
+        console.print(f"[red]scenario in train and held out[/red] {scenario}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+    console.print("[green]ok[/green]")
+
+
+@corpus_app.command("split")
+def corpus_split(
+    files: Annotated[list[Path], typer.Argument(help="Conversation JSONL files, rewritten "
+                                                     "with a `split` field.")],
+    test_fraction: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.1,
+    val_fraction: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.06,
+    seed: Annotated[int, typer.Option()] = 18,
+) -> None:
+    """Hold out whole scenarios (language x topic x persona) as test and val, per language.
+
+    Example: mindwell corpus split configs/data/counsel/counsel_en.jsonl
+    """
+    import json
+
+    from mindwell.counselor.corpus import assign_splits, read_corpus
+
+    for path in files:
+        rows = assign_splits(read_corpus([path]), test_fraction, val_fraction, seed)
+        path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows),
+                        encoding="utf-8")
+        counts = {name: sum(r["split"] == name for r in rows) for name in ("train", "val",
+                                                                            "test")}
+        Console().print(f"{path}: {counts}", highlight=False)
 
 
 @eval_app.command("classifier")

@@ -53,9 +53,16 @@ def load_backend(
         from mindwell.inference.llamacpp import LlamaCppBackend
 
         return LlamaCppBackend(
-            resolved.path, template=template or resolved.template, n_ctx=n_ctx, threads=threads
+            resolved.path, template=template or resolved.template, n_ctx=n_ctx, threads=threads,
+            lora=resolved.lora,
         )
     if chosen == "transformers":
+        if resolved.lora is not None:
+            raise MindwellError(
+                f"'{resolved.name}' is a LoRA GGUF on {resolved.path.name}; the transformers "
+                "backend cannot apply a GGUF adapter.",
+                "Use --backend llamacpp (the default for it).",
+            )
         from mindwell.inference.hf import TransformersBackend
 
         return TransformersBackend.from_resolved(resolved, template=template, n_ctx=n_ctx)

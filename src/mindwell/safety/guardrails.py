@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 # Korean) with a dose or amount unit is withheld, since mindwell gives no doses at all, and
 # a quantity with a height or weight unit is withheld in a reply that touches medication,
 # poison, falls, weapons or dying.
-_NUMBER = (r"(\d+([.,]\d+)?|\b(a|one|two|three|four|five|six|seven|eight|nine|ten|eleven|"
-           r"twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|"
-           r"thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|dozen|half|"
+# "a" counts only as "a whole/full" (a bottle): "a drop", "a shot" are everyday words.
+_NUMBER = (r"(\d+([.,]\d+)?|\ba\s+(whole|full)|\b(one|two|three|four|five|six|seven|eight|"
+           r"nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|"
+           r"nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|dozen|half|"
            r"several|few|couple)\b)")
 _DOSE_UNIT = (r"(mg|milligrams?|mcg|µg|ug|micrograms?|ml|millilit(er|re)s?|cc|iu|units?|"
               r"g|grams?|tablets?|pills?|capsules?|caps|doses?|drops?|grains?|ounces?|oz|"
@@ -26,10 +27,17 @@ _HEIGHT_UNIT = (r"(m|meters?|metres?|feet|foot|ft|stor(e)?ys?|stories|floors?|le
                 r"kg|kilograms?|lbs?|pounds?)")
 # Korean counts: digits or native numbers, a counter, then a particle or the end of the
 # word ("스무 알을", "20층"), so "네, 알겠어요" and "이 정도" are not amounts.
-_KO_NUMBER = r"(\d+([.,]\d+)?|한|두|세|네|다섯|여섯|일곱|여덟|아홉|열|스무|서른|마흔|쉰|백|천)"
+_KO_DIGITS = r"\d+([.,]\d+)?"
+_KO_WORD = r"(?<![가-힣])(한|두|세|네|다섯|여섯|일곱|여덟|아홉|열|스무|서른|마흔|쉰|백|천)"
+_KO_NUMBER = rf"({_KO_DIGITS}|{_KO_WORD})"
 _KO_END = r"(?=$|[^가-힣]|(을|를|이|씩|은|는|만|정도|까지|이나|쯤|에서|에|이면|면|짜리)(?![가-힣]))"
-_KO_DOSE_UNIT = r"(밀리그램|그램|밀리리터|mg|ml|알|정|캡슐|방울|병|봉지|팩|통)"
-_KO_HEIGHT_UNIT = r"(층|미터|m|킬로)"
+# 정 and 팩 also end ordinary words ("한정", "두팩"), so after a number word they need the
+# space standard spelling puts there; 통 and 병 count phone calls and bottles of anything
+# ("전화 한 통"), so like heights they count only in a reply about medicine or dying
+# (they are in _KO_HEIGHT_UNIT).
+_KO_DOSE_UNIT = r"(밀리그램|그램|밀리리터|mg|ml|알|캡슐|방울|봉지)"
+_KO_SPACED_UNIT = r"(정|팩)"
+_KO_HEIGHT_UNIT = r"(층|미터|m|킬로|병|통)"
 _TOPIC = re.compile(
     r"\b(medic\w*|meds|drugs?|pills?|tablets?|dos(e|es|age)|overdos\w*|poison\w*|toxic\w*|"
     r"lethal|fatal|deadly|die|dying|death|dead|kill\w*|suicid\w*|jump\w*|fall\w*|drop\w*|"
@@ -38,7 +46,9 @@ _TOPIC = re.compile(
     r"|약|독|치사|죽|자살|뛰어|추락|높이|다리|옥상|총|칼|밧줄|가스|번개탄|농약", re.I)
 _RANGE = r"\s*((-|to|~|or)\s*\d+\s*)?"
 _DOSE_AMOUNT = re.compile(rf"{_NUMBER}{_RANGE}\s*{_DOSE_UNIT}(?![a-z])"
-                          rf"|{_KO_NUMBER}{_RANGE}\s*{_KO_DOSE_UNIT}{_KO_END}", re.I)
+                          rf"|{_KO_NUMBER}{_RANGE}\s*{_KO_DOSE_UNIT}{_KO_END}"
+                          rf"|({_KO_DIGITS}{_RANGE}\s*|{_KO_WORD}\s+){_KO_SPACED_UNIT}{_KO_END}",
+                          re.I)
 _HEIGHT_AMOUNT = re.compile(rf"{_NUMBER}{_RANGE}\s*{_HEIGHT_UNIT}(?![a-z])"
                             rf"|{_KO_NUMBER}{_RANGE}\s*{_KO_HEIGHT_UNIT}{_KO_END}", re.I)
 

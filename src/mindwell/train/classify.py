@@ -22,7 +22,7 @@ from transformers import DataCollatorWithPadding, Trainer
 
 from mindwell.analysis.metrics import classification_metrics
 from mindwell.errors import MindwellError
-from mindwell.train.data import recipe_tables, require_columns, require_strings
+from mindwell.train.data import data_name, recipe_tables, require_columns, require_strings
 from mindwell.train.losses import balanced_class_weights
 from mindwell.train.recipe import Recipe
 from mindwell.train.sft_task import Prepared
@@ -79,8 +79,8 @@ def load_split(recipe: Recipe) -> Split:
         recipe, check, stratify_column=recipe.label_column, shuffle_caps=True
     )
     names = label_names(recipe, list(table[recipe.label_column]))
-    train_ids = encode_labels(train_rows[recipe.label_column], names, recipe.data)
-    eval_ids = (encode_labels(eval_rows[recipe.label_column], names, recipe.data)
+    train_ids = encode_labels(train_rows[recipe.label_column], names, data_name(recipe.data))
+    eval_ids = (encode_labels(eval_rows[recipe.label_column], names, data_name(recipe.data))
                 if eval_rows is not None else None)
     return Split(list(train_rows[recipe.text_column]), train_ids,
                  list(eval_rows[recipe.text_column]) if eval_rows is not None else None,

@@ -18,9 +18,27 @@ _FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json",
 VALIDATION_NAMES = {"val", "valid", "validation", "dev", "eval"}
 
 
-def load_table(source: str, split: str | None = None):
-    """A `datasets.Dataset` from a local file or a hub data set name."""
+def data_name(source: str | list[str]) -> str:
+    """How error messages name a recipe's data (one source or a list of files)."""
+    return source if isinstance(source, str) else " + ".join(source)
+
+
+def load_table(source: str | list[str], split: str | None = None):
+    """A `datasets.Dataset` from a local file or a hub data set name, or one table from a
+    list of them (e.g. a corpus kept as one file per language)."""
     import datasets
+
+    if not isinstance(source, str):
+        if not source:
+            raise MindwellError("`data` is an empty list.", "Name at least one data file.")
+        tables = [load_table(one, split) for one in source]
+        try:
+            return datasets.concatenate_datasets(tables)
+        except ValueError as err:
+            raise MindwellError(
+                f"The data files {data_name(source)} cannot be read as one table: {err}",
+                "Give every file the same columns (and the same types in them).",
+            ) from err
 
     datasets.disable_progress_bars()
     path = Path(source).expanduser()
@@ -145,7 +163,7 @@ def recipe_tables(recipe, check: Callable | None = None, stratify_column: str | 
     """
     table = load_table(recipe.data)
     if check:
-        check(table, recipe.data)
+        check(table, data_name(recipe.data))
     train_rows, eval_rows = split_rows(
         table, recipe.validation_fraction if not recipe.eval_data else 0.0, recipe.seed,
         recipe.split_column, recipe.data_split, recipe.group_column, stratify_column,

@@ -33,8 +33,9 @@ class Recipe(BaseModel):
     output_dir: str = Field("runs/latest", description="Where the adapter, metrics, plots go.")
 
     # -- data ---------------------------------------------------------------------------
-    data: str = Field(description="Training data: CSV, JSONL, JSON or parquet path, or a hub "
-                      "data set name.")
+    data: str | list[str] = Field(
+        description="Training data: CSV, JSONL, JSON or parquet path, or a hub data set name; "
+        "a list of files with the same columns is read as one table.")
     eval_data: str | None = Field(None, description="Separate validation data (optional).")
     data_split: str | None = Field(
         None, description="Hub split or a value of split_column to train on (e.g. train)."

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from mindwell.train.data import data_name
 from mindwell.train.recipe import Recipe
 
 
@@ -56,6 +57,7 @@ def write_model_card(recipe: Recipe, summary: dict, path: Path) -> None:
             f", grouped by `{recipe.group_column}`" if recipe.group_column else "")
     use = ("a supportive counseling chat model" if recipe.task == "sft"
            else f"a text classifier over {summary.get('labels')}")
+    data = data_name(recipe.data)
     card = f"""---
 base_model: {recipe.model}
 library_name: {"peft" if recipe.method != "full" else "transformers"}
@@ -68,7 +70,7 @@ Trained with `mindwell train` as {use}.
 ## Base model and data
 - Base model: `{recipe.model}` (its own licence applies to these weights, e.g. the Gemma
   Terms of Use for Gemma models).
-- Data: `{recipe.data}`{f" (validation: `{recipe.eval_data}`)" if recipe.eval_data else ""}:
+- Data: `{data}`{f" (validation: `{recipe.eval_data}`)" if recipe.eval_data else ""}:
   {summary.get("train_examples")} training and {summary.get("eval_examples")} validation examples,
   {summary.get("truncated_examples", 0)} truncated at {recipe.max_length} tokens.
 - Split: {split}, seed {recipe.seed}.

@@ -202,7 +202,8 @@ def dry_run(recipe: Recipe, check_data: bool = True) -> list[str]:
         resolved = resolve(recipe.model) if recipe.model in names or Path(
             recipe.model).exists() else None
         lines.append(f"model: {resolved.path if resolved else recipe.model + ' (hub id)'}")
-    sources = [s for s in (recipe.data, recipe.eval_data) if s]
+    data = [recipe.data] if isinstance(recipe.data, str) else recipe.data
+    sources = [s for s in (*data, recipe.eval_data) if s]
     for source in sources:
         local = Path(source).expanduser()
         if not check_data or not local.exists():

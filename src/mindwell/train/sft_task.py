@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from transformers import DataCollatorForSeq2Seq, Trainer
 
 from mindwell.errors import MindwellError
-from mindwell.train.data import recipe_tables, require_columns
+from mindwell.train.data import data_name, recipe_tables, require_columns
 from mindwell.train.losses import chunked_lm_loss
 from mindwell.train.models import load_model
 from mindwell.train.recipe import Recipe
@@ -98,8 +98,8 @@ def prepare(recipe: Recipe, location: str) -> Prepared:
     from mindwell.inference.hf import template_for_tokenizer
 
     _, train_rows, eval_rows = recipe_tables(recipe)
-    train_convs = conversations(recipe, train_rows, recipe.data)
-    eval_convs = conversations(recipe, eval_rows, recipe.eval_data or recipe.data) if (
+    train_convs = conversations(recipe, train_rows, data_name(recipe.data))
+    eval_convs = conversations(recipe, eval_rows, recipe.eval_data or data_name(recipe.data)) if (
         eval_rows is not None and len(eval_rows)) else None
 
     model, tokenizer = load_model(recipe, location)
