@@ -140,14 +140,17 @@ class ChatSession:
             reply = crisis_mode_reply(text, self.crisis_step, self.locale, korean)
             self.crisis_step += 1
             return self._fixed_turn(text, risk, notices, reply)
-        if risk.decline or decline:
-            return self._fixed_turn(text, risk, notices, DECLINE_DOSE[lang], withhold=False)
         closing = ""
         if risk.check_in:
             self.events.append({"time": now, "type": "check_in", "level": risk.level,
                                 "reasons": list(risk.reasons)})
             self.check_in_pending = True
             closing = check_in_question(self.locale, korean)
+        if risk.decline or decline:
+            # A dose question that also reads as ambiguous risk keeps its check-in question:
+            # the decline alone would leave the risk unasked.
+            reply = DECLINE_DOSE[lang] + (f"\n\n{closing}" if closing else "")
+            return self._fixed_turn(text, risk, notices, reply, withhold=False)
 
         content = text
         extra = self.context() if self.context else ""

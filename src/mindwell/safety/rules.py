@@ -316,6 +316,9 @@ PASSIVE_WISH = re.compile(
     r"|\b(wish|want)\s+(i\s+)?(could\s+)?(just\s+)?(disappear|vanish|cease to exist|not wake up|"
     r"never wake up)"
     r"|\bwish(ing)?\s+(i\s+)?(was|were|had been)\s+(dead|gone|never born)"
+    r"|\bwish(ing)?\s+i\s+(wasn'?t|weren'?t|was not|were not)\s+(here|around|alive)\b"
+    r"(?!\s+(at|in|on|for|with|during|today|tonight)\b)"  # "here at this party": the place
+    r"|\bwish(ing)?\s+i\s+(didn'?t|did not)\s+exist\b"
     r"|\bnobody would (notice|care|miss me)\b|\bno one would (notice|care|miss me)\b"
     r"|\bwhat'?s\s+the\s+point\s+(of|in)\s+(living|anything|being alive|going on)"
     r"|\b(tired|sick) of (living|life|being alive)\b"
