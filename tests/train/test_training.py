@@ -170,3 +170,24 @@ def test_full_fine_tuning_saves_a_whole_model(tmp_path):
                  "validation_fraction=0.0"))
     assert (tmp_path / "adapter" / "config.json").exists()
     assert not (tmp_path / "adapter" / "adapter_config.json").exists()
+
+
+def test_dpo_prefers_the_chosen_reply_on_held_out_pairs(tmp_path):
+    result = train(recipe("tiny-dpo.yaml", tmp_path))
+    evals = [h for h in result.history if "eval_loss" in h]
+    assert evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+    assert evals[-1]["eval_rewards/margins"] > 0 and result.metrics["eval_rewards/accuracies"] > 0.5
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["preference_pairs"] == 6
+
+
+def test_dpo_rows_must_end_with_the_persons_turn(tmp_path):
+    from mindwell.errors import MindwellError
+
+    data = tmp_path / "prefs.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                             {"role": "assistant", "content": "hello"}],
+                                "chosen": "Hi there.", "rejected": "Go away."}) + "\n")
+    with pytest.raises(MindwellError, match="must end with the person's turn"):
+        train(recipe("tiny-dpo.yaml", tmp_path, f"data={data}", "validation_fraction=0"))

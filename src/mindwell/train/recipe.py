@@ -23,8 +23,9 @@ class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # -- what to train ------------------------------------------------------------------
-    task: Literal["sft", "classify"] = Field(
-        description="sft: counseling chat (causal LM); classify: text classification."
+    task: Literal["sft", "classify", "dpo"] = Field(
+        description="sft: counseling chat (causal LM); classify: text classification; dpo: "
+        "preference tuning of a chat model on (conversation, chosen, rejected) rows."
     )
     model: str = Field(
         description="Base model: a registry name (gemma3-270m, tiny-gemma), a checkpoint or "
@@ -59,7 +60,13 @@ class Recipe(BaseModel):
     )
     response_column: str | None = Field(None, description="Single-turn data: the answer.")
     messages_column: str = Field("messages", description="Multi-turn data: list of "
-                                 "{role, content}.")
+                                 "{role, content} (dpo: the conversation before the reply).")
+    chosen_column: str = Field("chosen", description="dpo: the preferred reply (text).")
+    rejected_column: str = Field("rejected", description="dpo: the dispreferred reply (text).")
+    dpo_beta: float = Field(0.1, gt=0, description="dpo: how far the tuned model may move "
+                            "from its reference (the model with the adapter off).")
+    dpo_loss: Literal["sigmoid", "ipo", "hinge", "robust"] = Field(
+        "sigmoid", description="dpo: TRL loss_type; sigmoid is the DPO paper's loss.")
     system_prompt: str | None = Field(
         None, description="System prompt added to every conversation that has none "
         "(folded into the first user turn for Gemma)."

@@ -42,6 +42,14 @@ def training_arguments(recipe: Recipe, has_eval: bool, output_dir: Path):
     import torch
     from transformers import TrainingArguments
 
+    arguments_class, extra = TrainingArguments, {}
+    if recipe.task == "dpo":
+        from trl import DPOConfig
+
+        arguments_class = DPOConfig
+        extra = {"beta": recipe.dpo_beta, "loss_type": [recipe.dpo_loss],
+                 "max_length": recipe.max_length}
+
     from mindwell.train.models import compute_dtype, use_cuda
 
     strategy = "steps" if recipe.eval_steps else "epoch"
@@ -54,7 +62,7 @@ def training_arguments(recipe: Recipe, has_eval: bool, output_dir: Path):
             f"Got save_steps={recipe.save_steps}, eval_steps={recipe.eval_steps}.",
         )
     metric = recipe.best_metric
-    return TrainingArguments(
+    return arguments_class(
         output_dir=str(output_dir),
         seed=recipe.seed,
         learning_rate=recipe.learning_rate,
@@ -88,6 +96,7 @@ def training_arguments(recipe: Recipe, has_eval: bool, output_dir: Path):
         dataloader_num_workers=0,
         use_cpu=not use_cuda(),
         disable_tqdm=False,
+        **extra,
     )
 
 
@@ -96,7 +105,7 @@ def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
     import transformers
     from transformers import EarlyStoppingCallback, set_seed
 
-    from mindwell.train import classify, sft_task
+    from mindwell.train import classify, dpo_task, sft_task
     from mindwell.train.callbacks import MetricsCSVCallback
     from mindwell.train.memory import TrimHeapCallback
     from mindwell.train.models import base_location, use_cuda
@@ -117,7 +126,7 @@ def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
         return classify.train_embedding_svm(recipe, output_dir)
 
     started = time.time()
-    task = sft_task if recipe.task == "sft" else classify
+    task = {"sft": sft_task, "dpo": dpo_task}.get(recipe.task, classify)
     prepared = task.prepare(recipe, base_location(recipe, output_dir))
     args = training_arguments(recipe, prepared.eval_dataset is not None, output_dir)
     all_callbacks = [MetricsCSVCallback(output_dir / "metrics.csv"), *(callbacks or [])]
