@@ -196,7 +196,7 @@ def chat(
         str | None, typer.Option(help="Chat template for models without one: gemma, chatml.")
     ] = None,
     max_tokens: Annotated[int, typer.Option(min=1, help="Longest reply, in tokens.")] = 256,
-    temperature: Annotated[float, typer.Option(min=0.0, help="0 is greedy.")] = 0.7,
+    temperature: Annotated[float, typer.Option(min=0.0, help="0 is greedy.")] = 0.3,
     seed: Annotated[int | None, typer.Option(help="Sampling seed, for repeatable replies.")] = None,
     ctx_size: Annotated[int, typer.Option(min=256, help="Context window in tokens.")] = 4096,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for llama.cpp.")] = None,

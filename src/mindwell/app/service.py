@@ -67,7 +67,7 @@ class ServeConfig:
     ctx_size: int = 4096
     threads: int | None = None
     max_tokens: int = 256
-    temperature: float = 0.7
+    temperature: float = 0.3  # the counselor's measured default (SamplingParams)
     seed: int | None = None
 
 
