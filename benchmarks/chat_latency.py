@@ -125,7 +125,9 @@ def overhead(model: str, threads: int, sampling: SamplingParams, reps: int) -> t
                 tokens = mindwell_backend.last_stats.completion_tokens
             if rep:
                 results[who]["ttft"].append(ttft * 1000)
-                results[who]["tps"].append((tokens - 1) / decode_s)
+                # Whole-reply throughput: mindwell's output guard releases text a sentence
+                # at a time, so first-to-last-piece timing would flatter it.
+                results[who]["tps"].append(tokens / (ttft + decode_s))
     del raw_server
     mindwell_backend.close()
 
@@ -141,13 +143,18 @@ def overhead(model: str, threads: int, sampling: SamplingParams, reps: int) -> t
         ],
     ]
     text = table(
-        ["runtime", "TTFT ms (median)", "decode tok/s (median)", "TTFT ratio", "tok/s ratio",
+        ["runtime", "first text ms (median)", "reply tok/s (median)", "TTFT ratio",
+         "tok/s ratio",
          "target (tok/s >= 0.95, TTFT <= 1.10)"],
         rows,
     )
     absolute = "pass" if mw_tps >= 30 and mw_ttft <= 500 else "FAIL"
-    text += (f"\n\nAbsolute, for the counselor on this machine: {mw_tps:.1f} tokens/s "
-             f"(target >= 30) and first token {mw_ttft:.0f} ms (target <= 500): {absolute}.")
+    text += (f"\n\nReply tok/s is tokens over the whole reply time, request to last piece. "
+             "mindwell's first text is its first whole sentence: the output guard holds each "
+             "sentence until it is checked (an amount or method never reaches the screen), so "
+             "its TTFT is the time to write one sentence, not one token.\n\n"
+             f"Absolute, for the counselor on this machine: {mw_tps:.1f} tokens/s "
+             f"(target >= 30) and first text {mw_ttft:.0f} ms (target <= 500): {absolute}.")
     return text, {"tps_ratio": tps_ratio, "ttft_ratio": ttft_ratio}
 
 
