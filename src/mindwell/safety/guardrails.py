@@ -134,12 +134,26 @@ _TRAILING_NUMBER = re.compile(
     r"[\s.,:;)\]-]*$", re.I)
 
 
+# Any number in the unreleased text: from there on the sentence waits for its end, since an
+# amount's unit (or the topic that makes a height an amount) may come later in it.
+_ANY_NUMBER = re.compile(
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
+    r"forty|fifty|hundred|thousand|dozen|few|several|whole|full)\b"
+    r"|(?<![가-힣])(한|두|세|네|다섯|여섯|일곱|여덟|아홉|열|스무)(?=\s|$)", re.I)
+# Every withheld phrase without a number is at most this many words long ("I will never
+# tell this to anyone"): text is shown this many words behind the model, so a phrase is
+# always read whole before its first word could be shown.
+WORDS_BEHIND = 8
+
+
 def guarded_stream(pieces, guardrail: OutputGuardrail, korean: bool = False,
-                   hold_limit: int = 300):
-    """Stream ``pieces`` a sentence at a time: each sentence is held back until it is
-    complete and the reply so far has passed the check (a number and its unit often arrive
-    in different pieces, so nothing is shown before its sentence is whole). A sentence
-    longer than ``hold_limit`` characters is checked and shown as it is.
+                   hold_limit: int = 300, words_behind: int = WORDS_BEHIND):
+    """Stream ``pieces`` a few words behind the model, checked: text is shown once
+    everything received so far passes the check, except the last ``words_behind`` words
+    (a withheld phrase may still be completing) and, from the first number of a sentence
+    on, the rest of that sentence (a number and its unit often arrive in different
+    pieces). A finished sentence is shown whole. A sentence longer than ``hold_limit``
+    characters is checked and shown up to its last space.
 
     If the reply so far breaks a rule, generation is stopped and the safe reply follows
     what was already shown (which had passed the check). The final text, as shown, is the
@@ -151,6 +165,17 @@ def guarded_stream(pieces, guardrail: OutputGuardrail, korean: bool = False,
         guardrail.replacements += 1
         return ("\n\n" if shown.strip() else "") + (SAFE_REPLY_KO if korean else SAFE_REPLY)
 
+    def behind(text: str) -> int:
+        """Where the text that may be shown ends, within an unfinished sentence."""
+        number = _ANY_NUMBER.search(text)
+        limit = number.start() if number else len(text)
+        starts = [m.start() for m in re.finditer(r"\S+", text)]
+        window = starts[-words_behind] if len(starts) >= words_behind else 0
+        cut = min(limit, window)
+        if cut and not text[cut - 1].isspace():  # inside a word: back to its start
+            cut = text[:cut].rfind(" ") + 1
+        return cut
+
     try:
         for piece in pieces:
             held += piece
@@ -160,13 +185,14 @@ def guarded_stream(pieces, guardrail: OutputGuardrail, korean: bool = False,
             elif len(held) >= hold_limit:  # a very long sentence: up to its last space
                 cut = held.rstrip().rfind(" ") + 1
             else:
-                cut = 0
+                cut = behind(held)
             while cut and _TRAILING_NUMBER.search(held[:cut]):
                 cut = held[:cut].rstrip().rfind(" ") + 1  # keep the number with what follows
             if not cut:
                 continue
             ready, held = held[:cut], held[cut:]
-            if violations(shown + ready):
+            # Everything received is read, not only what is about to be shown.
+            if violations(shown + ready + held):
                 tail = replaced()
                 yield tail
                 return shown + tail
