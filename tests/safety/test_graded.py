@@ -186,17 +186,21 @@ def test_streaming_shows_nothing_of_a_sentence_before_it_is_checked():
     assert "400" not in "".join(shown) and "4" not in "".join(shown[1:])
 
 
+def _word_pieces(text: str):
+    return iter(word + " " for word in text.split(" "))
+
+
 def test_streaming_runs_a_few_words_behind_and_never_shows_part_of_a_withheld_phrase():
-    words = ("I hear how heavy this week has been for you and honestly I will never tell "
-             "this to anyone at all.").split()
-    shown = list(guarded_stream(iter(w + " " for w in words), OutputGuardrail()))
+    reply = ("I hear how heavy this week has been for you and honestly I will never tell "
+             "this to anyone at all.")
+    shown = list(guarded_stream(_word_pieces(reply), OutputGuardrail()))
     assert shown[0] == "I "  # the first word shows once eight more have come
     text = "".join(shown)
     assert text.startswith("I hear how heavy this week has been for you ")
     assert "never" not in text and "won't go into that" in text
 
-    words = "It is fine and normal to feel this way and you could take about 400 mg".split()
-    text = "".join(guarded_stream(iter(w + " " for w in words), OutputGuardrail()))
+    reply = "It is fine and normal to feel this way and you could take about 400 mg"
+    text = "".join(guarded_stream(_word_pieces(reply), OutputGuardrail()))
     assert "take" not in text and "400" not in text  # from a sentence's number on, it waits
 
 
