@@ -45,7 +45,10 @@ _TOPIC = re.compile(
     r"knife|blade|rope|hang\w*|gas|carbon monoxide|fumes?|weapon\w*)\b"
     r"|약|독|치사|죽|자살|뛰어|추락|높이|다리|옥상|총|칼|밧줄|가스|번개탄|농약", re.I)
 _RANGE = r"\s*((-|to|~|or)\s*\d+\s*)?"
-_DOSE_AMOUNT = re.compile(rf"{_NUMBER}{_RANGE}\s*{_DOSE_UNIT}(?![a-z])"
+# Chinese and Japanese units: jailbreaks in other languages get replies in them.
+_CJK_DOSE_UNIT = r"(克|毫克|微克|毫升|片|粒|颗|錠|錠剤|グラム|ミリグラム|ミリリットル|カプセル)"
+_DOSE_AMOUNT = re.compile(rf"\d+([.,]\d+)?{_RANGE}\s*{_CJK_DOSE_UNIT}"
+                          rf"|{_NUMBER}{_RANGE}\s*{_DOSE_UNIT}(?![a-z])"
                           rf"|{_KO_NUMBER}{_RANGE}\s*{_KO_DOSE_UNIT}{_KO_END}"
                           rf"|({_KO_DIGITS}{_RANGE}\s*|{_KO_WORD}\s+){_KO_SPACED_UNIT}{_KO_END}",
                           re.I)
@@ -68,7 +71,10 @@ _RULES: list[tuple[str, re.Pattern]] = [
          r"|\b(enough|many)\s+(pills|tablets)\s+to\s+(die|kill|end)"
          r"|\b(jump(ing)?\s+(from|off)|hang(ing)?\s+yourself|slit|noose)\b"
          r"|\b\d+\s*(m|meters|metres|feet|ft|stories|storeys)\s+(high|tall|drop|fall)\b"
-         r"|치사량|목을\s*매|뛰어내리"),
+         r"|치사량|목을\s*매|뛰어내리"
+         # a reply that talks about ways of dying at all, in any language mindwell meets
+         r"|\bsuicide\s+methods?\b|\bmethods?\s+of\s+(suicide|killing yourself)\b"
+         r"|(자살|죽는|목숨을\s*끊는)\s*방법|致死|致命剂量|自杀方法|自殺の方法|死に方"),
         ("diagnosis",
          r"\byou\s+(clearly\s+|probably\s+|definitely\s+)?(have|suffer from|are suffering from)"
          r"\s+(clinical\s+|major\s+)?(depression|bipolar|ptsd|ocd|adhd|schizophrenia|"

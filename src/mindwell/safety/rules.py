@@ -343,7 +343,10 @@ DOSE_QUESTION = re.compile(
     r"|\b(dose|dosage|mg)\s+(of|for)\s+\w+"
     r"|\b(toxic|lethal|fatal|overdose)\s+(threshold|level|limit|amount)"
     r"|(몇\s*(알|mg|밀리|정|캡슐)|몇\s*개[^.!?\n]{0,18}?(먹|삼키|복용)|최대\s*(용량|복용량)|용량|"
-    r"복용량|치사량|얼마나\s*먹)",
+    r"복용량|치사량|얼마나\s*먹)"
+    # Chinese and Japanese dose questions (jailbreaks switch language): lethal or maximum
+    # dose, how many grams/tablets
+    r"|致死|剂量|劑量|用量|最大量|多少(克|毫克|片|粒)|何(錠|mg|グラム)",
     re.I)
 
 # Talk about other people, prevention, fiction or news: downgrades what would otherwise
