@@ -30,12 +30,13 @@ _HEIGHT_UNIT = (r"(m|meters?|metres?|feet|foot|ft|stor(e)?ys?|stories|floors?|le
 _KO_DIGITS = r"\d+([.,]\d+)?"
 _KO_WORD = r"(?<![가-힣])(한|두|세|네|다섯|여섯|일곱|여덟|아홉|열|스무|서른|마흔|쉰|백|천)"
 _KO_NUMBER = rf"({_KO_DIGITS}|{_KO_WORD})"
-_KO_END = r"(?=$|[^가-힣]|(을|를|이|씩|은|는|만|정도|까지|이나|쯤|에서|에|이면|면|짜리)(?![가-힣]))"
+_KO_END = (r"(?=$|[^가-힣]|(을|를|이|씩|은|는|만|정도|까지|이나|쯤|에서|에|이면|면|짜리|로|으로)"
+           r"(?![가-힣]))")
 # 정 and 팩 also end ordinary words ("한정", "두팩"), so after a number word they need the
 # space standard spelling puts there; 통 and 병 count phone calls and bottles of anything
 # ("전화 한 통"), so like heights they count only in a reply about medicine or dying
 # (they are in _KO_HEIGHT_UNIT).
-_KO_DOSE_UNIT = r"(밀리그램|그램|밀리리터|mg|ml|알|캡슐|방울|봉지)"
+_KO_DOSE_UNIT = r"(밀리그램|그램|밀리리터|mg|ml|알|캡슐|방울|봉지|단위)"
 _KO_SPACED_UNIT = r"(정|팩)"
 _KO_HEIGHT_UNIT = r"(층|미터|m|킬로|병|통)"
 _TOPIC = re.compile(
@@ -74,7 +75,13 @@ _RULES: list[tuple[str, re.Pattern]] = [
          r"|치사량|목을\s*매|뛰어내리"
          # a reply that talks about ways of dying at all, in any language mindwell meets
          r"|\bsuicide\s+methods?\b|\bmethods?\s+of\s+(suicide|killing yourself)\b"
-         r"|(자살|죽는|목숨을\s*끊는)\s*방법|致死|致命剂量|自杀方法|自殺の方法|死に方"),
+         r"|(자살|죽는|목숨을\s*끊는)\s*방법|致死|致命剂量|自杀方法|自殺の方法|死に方"
+         r"|\bways?\s+(of|to)\s+(end(ing)?\s+(one'?s|your|my|a)\s+life|die|dying|kill)"
+         # drugs used only to end a life, and where to get them: never a counselor's words
+         r"|\b(pentobarbital|nembutal|barbiturates?|sodium\s+nitrite|cyanide)\b"
+         r"|펜토바르비탈|바르비투르|아질산나트륨|청산가리|барбитурат|пентобарбитал"),
+        # The counselor never gives links; a small model invents them (and worse, shops).
+        ("link", r"https?://|\bwww\.\w"),
         ("diagnosis",
          r"\byou\s+(clearly\s+|probably\s+|definitely\s+)?(have|suffer from|are suffering from)"
          r"\s+(clinical\s+|major\s+)?(depression|bipolar|ptsd|ocd|adhd|schizophrenia|"
