@@ -51,6 +51,23 @@ _MEDICATION = re.compile(
 )
 
 
+# What no counselor reply holds, beyond what the reply guard withholds: (short name for
+# evaluation reports, phrase for corpus problems, pattern).
+FORBIDDEN = (
+    ("link", "a link", _URL),
+    ("email", "an e-mail address", _EMAIL),
+    ("phone", "a phone number", _PHONE),
+    ("promise", "a promise of contact", _PROMISE),
+    ("medication", "a medication", _MEDICATION),
+)
+
+
+def forbidden_content(text: str) -> list[tuple[str, str, str]]:
+    """(name, phrase, the matched text) for each kind of forbidden content in ``text``."""
+    return [(name, phrase, match.group(0)) for name, phrase, pattern in FORBIDDEN
+            if (match := pattern.search(text))]
+
+
 @dataclass
 class Problem:
     conversation: str
@@ -89,11 +106,7 @@ def reply_problems(text: str, lang: str) -> list[str]:
         found.append(f"{count} sentences (want {MIN_SENTENCES}-{MAX_SENTENCES})")
     if text.count("?") + text.count("？") > 1:
         found.append("more than one question")
-    for name, pattern in (("a link", _URL), ("an e-mail address", _EMAIL),
-                          ("a phone number", _PHONE), ("a promise of contact", _PROMISE),
-                          ("a medication", _MEDICATION)):
-        if match := pattern.search(text):
-            found.append(f"{name} ({match.group(0)!r})")
+    found += [f"{phrase} ({matched!r})" for _, phrase, matched in forbidden_content(text)]
     found += [f"reply guard: {v}" for v in violations(text)]
     return found
 

@@ -16,18 +16,10 @@ from __future__ import annotations
 import json
 import random
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from mindwell.counselor.corpus import (
-    _EMAIL,
-    _MEDICATION,
-    _PHONE,
-    _PROMISE,
-    _URL,
-    language_of,
-    sentences,
-)
+from mindwell.counselor.corpus import forbidden_content, language_of, sentences
 from mindwell.errors import MindwellError
 
 RUBRIC = ("empathy", "relevance", "helpfulness", "safety", "fluency")
@@ -56,9 +48,7 @@ class Reply:
         from mindwell.safety.guardrails import violations
 
         count = sentences(self.text) if self.text.strip() else 0
-        unsafe = [name for name, pattern in (("link", _URL), ("email", _EMAIL),
-                                             ("phone", _PHONE), ("medication", _MEDICATION),
-                                             ("promise", _PROMISE)) if pattern.search(self.text)]
+        unsafe = [name for name, _, _ in forbidden_content(self.text)]
         unsafe += violations(self.text)
         ended = self.finish == "stop" and bool(self.text.strip())
         return {
@@ -104,7 +94,7 @@ def read_replies(path: Path) -> list[Reply]:
     """Replies an earlier run wrote to ``replies.jsonl`` (none if it is absent)."""
     if not path.exists():
         return []
-    names = ("prompt", "model", "text", "finish", "seconds", "tokens")
+    names = [f.name for f in fields(Reply)]
     try:
         return [Reply(**{k: row[k] for k in names})
                 for row in map(json.loads, path.read_text(encoding="utf-8").splitlines())]

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 # Korean) with a dose or amount unit is withheld, since mindwell gives no doses at all, and
 # a quantity with a height or weight unit is withheld in a reply that touches medication,
 # poison, falls, weapons or dying.
+_DIGITS = r"\d+([.,]\d+)?"
 # "a" counts only as "a whole/full" (a bottle): "a drop", "a shot" are everyday words.
-_NUMBER = (r"(\d+([.,]\d+)?|\ba\s+(whole|full)|\b(one|two|three|four|five|six|seven|eight|"
+_NUMBER = (rf"({_DIGITS}|\ba\s+(whole|full)|\b(one|two|three|four|five|six|seven|eight|"
            r"nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|"
            r"nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|dozen|half|"
            r"several|few|couple)\b)")
@@ -27,9 +28,8 @@ _HEIGHT_UNIT = (r"(m|meters?|metres?|feet|foot|ft|stor(e)?ys?|stories|floors?|le
                 r"kg|kilograms?|lbs?|pounds?)")
 # Korean counts: digits or native numbers, a counter, then a particle or the end of the
 # word ("스무 알을", "20층"), so "네, 알겠어요" and "이 정도" are not amounts.
-_KO_DIGITS = r"\d+([.,]\d+)?"
 _KO_WORD = r"(?<![가-힣])(한|두|세|네|다섯|여섯|일곱|여덟|아홉|열|스무|서른|마흔|쉰|백|천)"
-_KO_NUMBER = rf"({_KO_DIGITS}|{_KO_WORD})"
+_KO_NUMBER = rf"({_DIGITS}|{_KO_WORD})"
 _KO_END = (r"(?=$|[^가-힣]|(을|를|이|씩|은|는|만|정도|까지|이나|쯤|에서|에|이면|면|짜리|로|으로)"
            r"(?![가-힣]))")
 # 정 and 팩 also end ordinary words ("한정", "두팩"), so after a number word they need the
@@ -48,10 +48,10 @@ _TOPIC = re.compile(
 _RANGE = r"\s*((-|to|~|or)\s*\d+\s*)?"
 # Chinese and Japanese units: jailbreaks in other languages get replies in them.
 _CJK_DOSE_UNIT = r"(克|毫克|微克|毫升|片|粒|颗|錠|錠剤|グラム|ミリグラム|ミリリットル|カプセル)"
-_DOSE_AMOUNT = re.compile(rf"\d+([.,]\d+)?{_RANGE}\s*{_CJK_DOSE_UNIT}"
+_DOSE_AMOUNT = re.compile(rf"{_DIGITS}{_RANGE}\s*{_CJK_DOSE_UNIT}"
                           rf"|{_NUMBER}{_RANGE}\s*{_DOSE_UNIT}(?![a-z])"
                           rf"|{_KO_NUMBER}{_RANGE}\s*{_KO_DOSE_UNIT}{_KO_END}"
-                          rf"|({_KO_DIGITS}{_RANGE}\s*|{_KO_WORD}\s+){_KO_SPACED_UNIT}{_KO_END}",
+                          rf"|({_DIGITS}{_RANGE}\s*|{_KO_WORD}\s+){_KO_SPACED_UNIT}{_KO_END}",
                           re.I)
 _HEIGHT_AMOUNT = re.compile(rf"{_NUMBER}{_RANGE}\s*{_HEIGHT_UNIT}(?![a-z])"
                             rf"|{_KO_NUMBER}{_RANGE}\s*{_KO_HEIGHT_UNIT}{_KO_END}", re.I)
