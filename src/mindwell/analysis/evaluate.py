@@ -33,9 +33,17 @@ def _embedding_predictor(head):
     from mindwell.models.embedder import embed_texts
 
     def predict(texts: list[str]) -> np.ndarray:
+        if head.reads == "text_reader":  # a head trained on the tuned reader's vectors
+            return head.probabilities(shipped_text_reader().vectors(texts))
         return head.probabilities(embed_texts(texts))
 
     return predict
+
+
+def shipped_text_reader():
+    from mindwell.analysis.analyzer import HEADS_DIR, TextReader
+
+    return TextReader.load(HEADS_DIR / "text_reader.npz")
 
 
 def load_classifier(spec: str) -> Classifier:
@@ -53,6 +61,8 @@ def load_classifier(spec: str) -> Classifier:
         raise MindwellError(f"Unknown classifier '{spec}'.",
                             f"Use one of {', '.join(SHIPPED)} or a `mindwell train` run "
                             "directory of a classify recipe.")
+    if (adapter / "encoder.safetensors").exists():
+        return _encoder_classifier(run)
     if (adapter / "head.safetensors").exists():
         head = LinearHead.from_run(adapter)
         return Classifier(run.name, head.labels, _embedding_predictor(head))
@@ -71,6 +81,31 @@ def load_classifier(spec: str) -> Classifier:
         return _lora_classifier(run)
     raise MindwellError(f"{run} has no trained classifier in {adapter}.",
                         "Point --model at the output_dir of a finished classify run.")
+
+
+def _encoder_classifier(run: Path) -> Classifier:
+    """A ``classifier: encoder`` run: the fine-tuned encoder delta and its head."""
+    import torch
+    from safetensors.torch import load_file
+
+    from mindwell.models.use_torch import load_use_encoder, tokenize
+
+    adapter = run / "adapter"
+    encoder = load_use_encoder(load_file(str(adapter / "encoder.safetensors"))).eval()
+    saved = load_file(str(adapter / "head.safetensors"))
+    head = torch.nn.Linear(saved["weight"].shape[1], saved["weight"].shape[0])
+    head.load_state_dict(saved)
+    labels = tuple(json.loads((adapter / "head_config.json").read_text())["labels"])
+
+    def predict(texts: list[str]) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for first in range(0, len(texts), 256):
+                logits = head(encoder(tokenize(texts[first:first + 256])))
+                out.append(torch.softmax(logits, 1).numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(labels)))
+
+    return Classifier(run.name, labels, predict)
 
 
 EXPORTED_CONFIG = "mindwell_classifier.json"
@@ -151,6 +186,8 @@ def export_classifier_files(run: Path, target: Path) -> dict[str, Path]:
 
     adapter = run / "adapter"
     target.mkdir(parents=True, exist_ok=True)
+    if (adapter / "encoder.safetensors").exists():
+        return _encoder_classifier(run)
     if (adapter / "head.safetensors").exists():
         head = LinearHead.from_run(adapter)
         head.save(target / "head.npz")
@@ -296,4 +333,48 @@ def write_report(results: dict[str, tuple[Classifier, dict]], data: str, out_dir
     report.write_text("\n".join(lines) + "\n")
     (out_dir / "report.json").write_text(json.dumps(
         {name: result for name, (_, result) in results.items()}, indent=2, ensure_ascii=False))
+    return report
+
+
+def load_text_reader_run(directory: Path):
+    """A TextAnalyzer from a scripts/train_text_reader.py output directory (its
+    ``heads/``: the text reader and the heads on it), to compare with the shipped one.
+    The safety gate is the shipped one."""
+    from mindwell.analysis.analyzer import TextAnalyzer
+
+    heads = directory / "heads"
+    if not (heads / "text_reader.npz").exists():
+        raise MindwellError(f"{directory} is not a text reader run (no heads/text_reader.npz).",
+                            "Point at the --out directory of scripts/train_text_reader.py.")
+    return TextAnalyzer(heads)
+
+
+def evaluate_diary(analyzer, rows: list[dict]) -> dict:
+    """Depression and emotion on labelled diary entries, per language: rows with ``text``,
+    ``lang`` (en/ko), ``depression`` (0/1) and ``emotion``. Also how many entries the safety
+    gate would not answer normally (none of a diary set without crises should be)."""
+    from sklearn.metrics import f1_score
+
+    results = analyzer.analyze([row["text"] for row in rows])
+    report: dict = {}
+    for lang in sorted({row["lang"] for row in rows}):
+        picked = [(row, res) for row, res in zip(rows, results, strict=True)
+                  if row["lang"] == lang and "error" not in res]
+        truth = np.array([int(row["depression"]) for row, _ in picked])
+        said = np.array([res["depression"]["label"] for _, res in picked])
+        emotions = [row["emotion"] for row, _ in picked]
+        guessed = [res["emotion"]["label"] for _, res in picked]
+        true_positive = int(((said == 1) & (truth == 1)).sum())
+        report[lang] = {
+            "n": len(picked),
+            "depression_accuracy": round(float((said == truth).mean()), 3),
+            "depression_precision": round(true_positive / max(int(said.sum()), 1), 3),
+            "depression_recall": round(true_positive / max(int(truth.sum()), 1), 3),
+            "emotion_accuracy": round(float(np.mean([a == b for a, b in
+                                                     zip(emotions, guessed, strict=True)])), 3),
+            "emotion_f1_macro": round(float(f1_score(emotions, guessed, average="macro",
+                                                     zero_division=0)), 3),
+            "not_normal_reply": round(float(np.mean([res["risk"]["action"] != "normal"
+                                                     for _, res in picked])), 3),
+        }
     return report
