@@ -20,6 +20,14 @@ training and its near-copy in validation. Texts are stored as the gate reads the
 idioms rewritten (``without_idioms``). The output is derived data: it lives under runs/
 and is never committed.
 
+With ``--diary``, diary entries written for the text reader (``configs/data/diary/``: low
+mood, depression without risk, grief, family quarrels, bad days) are added as normal,
+since a depressed entry with no sign of risk gets a normal reply: the first reader read family quarrels and
+low mood as crises (33 % of a blind diary set got a check-in or the protocol). Entries
+with crisis words or a wish to disappear or thoughts of being a burden are left out: those
+may rightly get a check-in. Measured and not shipped yet (docs/safety.md): the shipped
+readers were trained without them.
+
 Graded rows (``configs/data/safety_graded_{en,ko}.jsonl``: protocol, check-in or normal,
 with abuse, violence and harm to others among the protocol lines) are added too. Every row
 has two targets for the safety reader: ``risk`` (protocol or check-in: 1) and ``protocol``
@@ -45,6 +53,11 @@ CRISIS_WORDS = re.compile(
     r"\b(die|dying|dead|death|kill|suicid\w*|self.?harm|cut\w* (my|him|her)self|end it|"
     r"overdose|pills|hang\w*|jump\w*|bridge|gun|shoot|razor|blade|unalive|kms)\b"
     r"|죽|자살|자해|목숨|유서|뛰어내|수면제|약을|극단|사라지", re.I)
+# Passive wishes and burden thoughts: a check-in may be right, so no diary entry with them
+# is taught as normal.
+PASSIVE_WORDS = re.compile(
+    r"disappear|vanish|not (be )?here|without me|better off|burden|no point|never wake|"
+    r"없으면|없어지|짐이|짐만|안 깼|깨지 않|의미 없|소용없|끝내", re.I)
 
 
 def everyday(rows: list[str], count: int, seed: int) -> list[str]:
@@ -118,6 +131,8 @@ def main() -> None:
     parser.add_argument("--english", type=int, default=2000, help="GoEmotions comments")
     parser.add_argument("--korean", type=int, default=2000, help="KOTE comments")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--diary", action="store_true",
+                        help="add the project's diary entries as normal rows")
     args = parser.parse_args()
 
     lines = (ROOT / "configs" / "data" / "crisis_exemplars.jsonl").read_text().splitlines()
@@ -148,6 +163,15 @@ def main() -> None:
     for text in everyday(korean, args.korean, args.seed):
         rows.append({"text": text, "label": 0, "lang": "ko", "category": "everyday",
                      "source": "kote"})
+    diaries = (ROOT / "configs" / "data" / "diary").glob("diary_*.jsonl") if args.diary else []
+    for path in sorted(diaries):
+        lang = path.stem.split("_")[-1]
+        for entry in map(json.loads, filter(str.strip, path.read_text().splitlines())):
+            text = without_idioms(entry["text"])
+            if CRISIS_WORDS.search(text) or PASSIVE_WORDS.search(text):
+                continue
+            rows.append({"text": text, "label": 0, "lang": lang,
+                         "category": f"diary_{entry['category']}", "source": "diary"})
     for number, row in enumerate(rows):
         row.setdefault("group", f"{row['source']}-{number}")
         row["risk"], row["protocol"] = targets(row)
