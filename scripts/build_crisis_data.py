@@ -22,11 +22,11 @@ and is never committed.
 
 With ``--diary``, diary entries written for the text reader (``configs/data/diary/``: low
 mood, depression without risk, grief, family quarrels, bad days) are added as normal,
-since a depressed entry with no sign of risk gets a normal reply: the first reader read family quarrels and
-low mood as crises (33 % of a blind diary set got a check-in or the protocol). Entries
-with crisis words or a wish to disappear or thoughts of being a burden are left out: those
-may rightly get a check-in. Measured and not shipped yet (docs/safety.md): the shipped
-readers were trained without them.
+since a depressed entry with no sign of risk gets a normal reply: the first reader read
+family quarrels and low mood as crises (33 % of a blind diary set got a check-in or the
+protocol). Entries with crisis words, a wish to disappear or thoughts of being a burden
+are left out: those may rightly get a check-in. Measured and not shipped yet
+(docs/safety.md): the shipped readers were trained without them.
 
 Graded rows (``configs/data/safety_graded_{en,ko}.jsonl``: protocol, check-in or normal,
 with abuse, violence and harm to others among the protocol lines) are added too. Every row
