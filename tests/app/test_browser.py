@@ -227,14 +227,8 @@ def test_diary_chat_crisis_logs_and_erase(app_server, browser, shots):
     expect(ui("diary-entry").first).to_contain_text("anxious before my exam")
     expect(ui("diary-empty")).to_be_hidden()
     expect(ui("mood-chart")).to_be_visible()
-    page.wait_for_function(
-        "() => { const i = document.querySelector('[data-testid=mood-chart]');"
-        " return i.complete && i.naturalWidth > 0; }"
-    )
+    expect(ui("mood-chart").locator("canvas")).to_have_count(1)
     expect(ui("diary-save")).to_be_enabled()
-    page.evaluate("document.querySelectorAll('[data-testid=info]').forEach(n => n.remove())")
-    page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=shots / "app-diary.png", full_page=True)
 
     # Chat: the disclosure opens the conversation, the reply streams in.
     ui("tab-chat").click()
@@ -251,8 +245,6 @@ def test_diary_chat_crisis_logs_and_erase(app_server, browser, shots):
     expect(ui("crisis-box")).to_have_count(1)
     expect(ui("crisis-box")).to_contain_text("988")
     expect(ui("crisis-indicator")).to_be_visible()
-    page.evaluate("document.querySelector('#panel-chat .card').scrollIntoView({block: 'start'})")
-    page.screenshot(path=shots / "app-chat.png")
 
     # Saying one is safe ends crisis mode.
     _send(ui, SAFE)
@@ -301,8 +293,6 @@ def test_diary_chat_crisis_logs_and_erase(app_server, browser, shots):
     expect(phone("diary-save")).to_be_enabled()
     width = phone.page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"the page scrolls sideways on a phone ({width} px)"
-    phone.page.evaluate("window.scrollTo(0, 0)")
-    phone.page.screenshot(path=shots / "app-phone.png")
     assert phone.errors == []
     phone.close()
 
@@ -346,7 +336,10 @@ def test_ephemeral_mode_webcam_and_erase_session(app_server, browser):
     expect(ui("download-pdf")).to_be_disabled()
     name, data = _download(ui, "download-md")
     assert name.endswith(".md")
-    assert data.strip()
+    assert data.strip() and LONELY.encode() not in data  # the transcript was not asked for
+    ui("log-transcript").check()
+    _, data = _download(ui, "download-md")
+    assert LONELY.encode() in data
     assert _api(base, key, "/api/v1/sessions")["sessions"] == []
 
     # Journal again; a session erased on its own.
@@ -390,3 +383,236 @@ def test_without_a_key(app_server, browser):
 
 def _squash(text: str) -> str:
     return " ".join(text.replace("*", "").replace("_", " ").split())
+
+
+def test_api_docs_work_offline_and_authorize(app_server, browser):
+    """/docs draws Swagger UI from files of the package (nothing outside 127.0.0.1 is
+    reachable here), and its Authorize button takes a key that the requests then carry."""
+    base, key = app_server
+    ui = Page(browser, base, DESKTOP)
+    outside: list[str] = []
+
+    def only_local(route):
+        if route.request.url.startswith(base):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    ui.context.route("**/*", only_local)
+    ui.page.goto("/docs")
+    expect(ui.page.locator(".swagger-ui .info .title")).to_contain_text("mindwell")
+    authorize = ui.page.locator(".swagger-ui button.authorize").first
+    expect(authorize).to_be_visible()
+    authorize.click()
+    dialog = ui.page.locator(".swagger-ui .dialog-ux")
+    dialog.locator("input").first.fill(key)
+    dialog.locator("button.authorize").first.click()
+    dialog.locator("button.btn-done").first.click()
+    # Try GET /api/v1/me: it answers 200 with the key from the dialog.
+    operation = ui.page.locator("#operations-account-me_api_v1_me_get")
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    with ui.page.expect_response(lambda r: r.url.endswith("/api/v1/me")) as answer:
+        operation.locator("button.execute").click()
+    assert answer.value.status == 200
+    assert outside == []
+    ui.close()
+
+
+KOREAN_TABS = {"tab-diary": "일기", "tab-chat": "대화"}
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+
+
+def _chart_ok(ui: Page, viewport: dict) -> dict:
+    """The mood chart drawn in the page from /api/v1/mood: a canvas within the card, the
+    page not wider than the screen. Returns what the chart reports about itself."""
+    chart = ui("mood-chart")
+    expect(chart.locator("canvas")).to_have_count(1)
+    box = chart.locator("canvas").bounding_box()
+    card = chart.locator("xpath=ancestor::section[1]").bounding_box()
+    assert box and card and box["width"] > 200, box
+    assert box["x"] >= card["x"] - 1 and box["x"] + box["width"] <= card["x"] + card["width"] + 1
+    width = ui.page.evaluate("document.documentElement.scrollWidth")
+    assert width <= viewport["width"], f"the page scrolls sideways ({width} px)"
+    return ui.page.evaluate(
+        "() => { const c = document.querySelector('[data-testid=mood-chart]');"
+        " return {scheme: c.dataset.scheme, points: Number(c.dataset.points)}; }")
+
+
+def test_the_diary_people_enjoy(app_server, browser, shots):
+    """Reload keeps the conversation; past entries and chats open; one-tap check-ins are
+    charted in the browser; helplines are links to tap; the page has a level-one heading,
+    landmarks and a focusable chat log; the whole interface switches to Korean. At phone
+    and desktop widths, light and dark."""
+    base, key = app_server
+    ui = Page(browser, base, DESKTOP)
+    page = ui.page
+    page.goto(f"/#key={key}")
+    expect(ui("app")).to_be_visible()
+
+    # Structure: one h1, the landmarks, a chat log that takes keyboard focus.
+    assert page.locator("h1").count() == 1
+    for role in ("banner", "main", "navigation", "contentinfo"):
+        expect(page.get_by_role(role)).to_have_count(1)
+    expect(page.get_by_role("tablist")).to_have_count(1)
+
+    # Helplines for the United States: the banner's number is a link to call.
+    ui("tab-settings").click()
+    ui("locale-input").fill("US")
+    ui("locale-save").click()
+    expect(ui("banner-line").locator("a[href='tel:988']")).to_be_visible()
+    expect(ui("helpline-list").locator("a[href='https://findahelpline.com']")).to_have_count(1)
+
+    # A one-tap check-in with a tag; the chart is drawn from the data.
+    ui("tab-diary").click()
+    ui("tag-work").click()
+    expect(ui("tag-work")).to_have_attribute("aria-pressed", "true")
+    ui("mood-4").click()
+    expect(ui("checkin-result")).to_contain_text("Good")
+    expect(ui("checkin-result")).to_contain_text("work")
+    expect(ui("mood-4")).to_have_attribute("aria-pressed", "true")
+    ui("tag-sleep").click()  # a tag added after the tap goes to the same check-in
+    expect(ui("checkin-result")).to_contain_text("sleep")
+    checkins = _api(base, key, "/api/v1/checkins")["checkins"]
+    assert [(c["mood"], sorted(c["tags"])) for c in checkins] == [(4, ["sleep", "work"])]
+    assert _chart_ok(ui, DESKTOP)["points"] == 1
+
+    # A diary entry, then its reply opened from the list of past entries.
+    ui("diary-text").fill(DIARY_TEXT)
+    ui("diary-save").click()
+    expect(ui("diary-reply")).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    reply = ui("diary-reply").inner_text().strip()
+    entry = ui("diary-entry").first
+    expect(entry.get_by_test_id("entry-reply")).to_be_hidden()
+    entry.get_by_test_id("entry-open").click()
+    expect(entry.get_by_test_id("entry-reply")).to_be_visible()
+    assert entry.get_by_test_id("entry-reply").inner_text().strip() == reply
+    expect(entry).to_contain_text(DIARY_TEXT)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=shots / "app-diary.png", full_page=True)
+
+    # Chat; a reload brings the conversation back, on the same tab, ready to go on.
+    ui("tab-chat").click()
+    ui("chat-start").click()
+    first = _send(ui, LONELY).inner_text().strip()
+    page.reload()
+    expect(ui("panel-chat")).to_be_visible()
+    expect(ui("chat-user")).to_have_count(1)
+    expect(ui("chat-user").first).to_contain_text(LONELY)
+    assert ui("chat-reply").first.inner_text().strip() == first
+    expect(ui("chat-input")).to_be_enabled()
+    ui("chat-log").focus()
+    assert page.evaluate("document.activeElement.dataset.testid") == "chat-log"
+
+    # A crisis message: the helplines in the reply are links; a reload keeps crisis mode.
+    _send(ui, CRISIS)
+    expect(ui("crisis-box").locator("a[href='tel:988']")).to_have_count(1)  # not the name's
+    expect(ui("crisis-box").locator("a[href='https://findahelpline.com']")).to_have_count(1)
+    page.reload()
+    expect(ui("crisis-indicator")).to_be_visible()
+    expect(ui("crisis-box")).to_have_count(1)
+    expect(ui("crisis-box").locator("a[href='tel:988']").first).to_be_visible()
+    page.evaluate("document.querySelector('#panel-chat .card').scrollIntoView({block: 'start'})")
+    page.screenshot(path=shots / "app-chat.png")
+    _send(ui, SAFE)
+    expect(ui("crisis-indicator")).to_be_hidden()
+
+    # Past chats: the ended conversation opens read-only, with its turns.
+    ui("chat-end").click()
+    expect(ui("chat-summary")).not_to_be_empty()
+    past = ui("past-chat")
+    expect(past).to_have_count(1)
+    past.first.get_by_test_id("past-chat-open").click()
+    log = past.first.get_by_test_id("past-chat-log")
+    expect(log.get_by_test_id("past-user")).to_have_count(3)
+    expect(log).to_contain_text(LONELY)
+    expect(log.locator("a[href='tel:988']").first).to_be_visible()
+    page.reload()
+    expect(ui("chat-start")).to_be_enabled()  # the ended conversation is not restored
+    expect(ui("chat-user")).to_have_count(0)
+
+    # Korean: every word of the interface, kept across a reload, crisis lines included.
+    ui("tab-settings").click()
+    ui("language-ko").check()
+    expect(ui("tab-settings")).to_contain_text("설정")
+    assert _api(base, key, "/api/v1/me")["language"] == "ko"
+    page.reload()
+    assert page.evaluate("document.documentElement.lang") == "ko"
+    for testid, word in KOREAN_TABS.items():
+        expect(ui(testid)).to_have_text(word)
+    untranslated = page.evaluate(
+        "() => Array.from(document.querySelectorAll('[data-i18n]'))"
+        ".filter(n => n.textContent.trim() && !/[\\uac00-\\ud7a3]/.test(n.textContent))"
+        ".map(n => n.dataset.i18n)")
+    assert untranslated == ["tabSettingsWide"] or untranslated == [], untranslated
+    ui("tab-diary").click()
+    expect(ui("checkin-result")).to_be_hidden()
+    expect(ui("mood-3")).to_contain_text("보통")
+    ui("diary-text").fill(CRISIS)
+    ui("diary-save").click()
+    crisis = ui("diary-crisis")
+    expect(crisis).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    lines = [line for line in crisis.inner_text().splitlines() if line.strip()]
+    assert lines and all(HANGUL.search(line) for line in lines), lines
+    expect(crisis.locator("a[href='tel:109']")).to_have_count(1)
+    expect(crisis.locator("a[href='tel:988']")).to_have_count(1)
+    expect(ui("diary-entry").first).to_contain_text("위기 안내")
+    assert ui.errors == []
+    ui.close()
+
+    # The phone, in dark mode: check-in, chart and the Korean crisis reply fit the screen.
+    phone = Page(browser, base, PHONE, is_mobile=True, has_touch=True, color_scheme="dark")
+    phone.page.goto(f"/#key={key}")  # a new browser: the language comes from the server
+    expect(phone("app")).to_be_visible()
+    expect(phone("tab-diary")).to_have_text("일기")
+    phone("mood-2").click()
+    expect(phone("checkin-result")).to_contain_text("나쁨")
+    chart = _chart_ok(phone, PHONE)
+    assert chart["scheme"] == "dark" and chart["points"] == 1
+    phone.page.evaluate("window.scrollTo(0, 0)")
+    phone.page.screenshot(path=shots / "app-phone-ko-dark.png", full_page=True)
+    phone.close()
+
+    # English again, on a phone in light mode.
+    ui = Page(browser, base, PHONE, is_mobile=True, has_touch=True)
+    ui.page.goto(f"/#key={key}")
+    ui("tab-settings").click()
+    ui("language-en").check()
+    expect(ui("tab-diary")).to_have_text("Diary")
+    ui("tab-diary").click()
+    _chart_ok(ui, PHONE)
+    ui.page.locator("#mood-figure").scroll_into_view_if_needed()
+    ui.page.screenshot(path=shots / "app-phone.png")
+    assert ui.errors == []
+    ui.close()
+
+
+def test_an_error_shows_beside_the_action_that_caused_it(app_server, browser):
+    base, key = app_server
+    ui = Page(browser, base, PHONE)
+    ui.page.goto(f"/#key={key}")
+    expect(ui("app")).to_be_visible()
+    ui("diary-save").click()  # nothing written
+    error = ui("error")
+    expect(error).to_have_count(1)
+    expect(error).to_contain_text("Write something first")
+    assert error.evaluate("n => n.closest('form') === null && "
+                          "n.previousElementSibling.id === 'diary-form' || "
+                          "!!n.closest('#diary-form')")
+    ui("diary-text").fill("A calm day.")
+    ui("diary-save").click()
+    expect(ui("diary-result")).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    expect(ui("error")).to_have_count(0)  # cleared by the next try
+
+    # A refused chat message: the server's reason appears under the chat form.
+    ui("tab-chat").click()
+    ui("chat-start").click()
+    ui("chat-input").fill("x" * 70_000)
+    ui("chat-send").click()
+    error = ui("error")
+    expect(error).to_have_count(1)
+    expect(error).to_contain_text("70000 characters")
+    assert error.evaluate("n => !!n.closest('#chat-card')")
+    assert ui("messages").locator("[data-testid=error]").count() == 0
+    ui.close()

@@ -26,7 +26,8 @@ def test_the_official_openai_client_talks_to_it(live_server):
     reply = client.chat.completions.create(
         model="mindwell", messages=[{"role": "user", "content": "I feel a bit low today."}],
         max_tokens=16)
-    assert reply.choices[0].message.content.startswith("mindwell is an AI companion")
+    assert reply.choices[0].message.content  # the disclosure comes in its own field
+    assert reply.model_extra["mindwell"]["disclosure"].startswith("mindwell is an AI companion")
     stream = client.chat.completions.create(
         model="mindwell", stream=True, messages=[
             {"role": "user", "content": "hello"}, {"role": "assistant", "content": "Hi."},

@@ -54,7 +54,7 @@ def test_tiny_export_writes_every_file_and_passes_every_check(exported):
     assert result.report.ok, [c.summary for c in result.report.failed()]
     names = [check.name for check in result.report.checks]
     assert names == ["tokenizer", "chat_template", "bos", "stop_tokens", "generation",
-                     "lora", "perplexity"]
+                     "lora", "finetune", "perplexity"]
     assert set(result.files) == {"f16", "q8_0"}
     for path in [*result.files.values(), result.lora, result.modelfile]:
         assert path.exists() and path.stat().st_size > 0
@@ -63,6 +63,14 @@ def test_tiny_export_writes_every_file_and_passes_every_check(exported):
     tokenizer_check = saved["checks"][0]
     assert tokenizer_check["details"]["strings"] >= 200
     assert saved["checks"][5]["details"]["mean_agreement"] >= 0.9  # base + LoRA GGUF
+    finetune = saved["checks"][6]
+    assert finetune["ok"] and not finetune["warn"], finetune["summary"]
+    kept = finetune["details"]["files"]
+    assert set(kept) == {"f16", "q8_0", "lora on base"}
+    assert finetune["details"]["prompts_that_differ"] >= 3  # 60 steps moved the model
+    for name, row in kept.items():  # every file answers like the trained model
+        assert row["kept"] > 0.9, (name, row)
+        assert row["agreement_with_trained"] > row["agreement_with_base"], (name, row)
     rows = saved["checks"][-1]["details"]["rows"]
     assert {"pytorch", "f16", "q8_0"} <= set(rows)
     assert abs(rows["f16"]["increase_pct"]) < 1.0
@@ -70,9 +78,130 @@ def test_tiny_export_writes_every_file_and_passes_every_check(exported):
     assert generation["mean_agreement"] == 1.0  # the tiny model has no near-ties to flip
     modelfile = result.modelfile.read_text()
     assert "FROM ./tiny-counselor-q8_0.gguf" in modelfile
+    assert "ollama create tiny-counselor -f Modelfile" in modelfile  # the registered name
+    assert "mindwell-counselor" not in modelfile
     assert 'PARAMETER stop "<end_of_turn>"' in modelfile
     assert "<bos>" not in modelfile
     assert not (result.out_dir / "merged").exists()  # the fp32 intermediate is removed
+
+
+@pytest.fixture(scope="module")
+def lost_in_quantization(tmp_path_factory):
+    """The issue's case in small: the base was itself quantized (like the embedded Gemma,
+    trained dequantized from Q4_K_M), a short LoRA run moves it less than half a
+    quantization step, and re-quantizing to the same type rounds the update away. The base
+    here is the tiny Gemma with every weight matrix rounded to the q4_0 grid."""
+    import torch
+    from gguf import GGMLQuantizationType, quants
+    from transformers import AutoModelForCausalLM
+
+    from mindwell.models.tiny import save_tiny_gemma
+
+    try:
+        llama_cpp_dir()
+    except MindwellError as err:
+        pytest.skip(f"llama.cpp's converter is not available: {err.message}")
+    base = save_tiny_gemma(tmp_path_factory.mktemp("q4-base"))
+    model = AutoModelForCausalLM.from_pretrained(base)
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if weight.ndim == 2 and "embed" not in name:
+                values = weight.numpy()
+                blocks = quants.quantize(values, GGMLQuantizationType.Q4_0)
+                weight.copy_(torch.from_numpy(quants.dequantize(
+                    blocks, GGMLQuantizationType.Q4_0).reshape(values.shape)))
+    model.save_pretrained(base)
+    run = tmp_path_factory.mktemp("q4-run")
+    train(load_recipe(ROOT / "configs" / "tiny-sft.yaml", [
+        f"output_dir={run}", f"model={base}", "max_steps=30", "learning_rate=1e-4",
+        "warmup_steps=0", "validation_fraction=0", "eval_steps=1000", "save_steps=1000",
+    ]))
+    out = tmp_path_factory.mktemp("q4-export")
+    return export_run(run, out, ["f16", "q4_0"], name="tiny-q4-lost")
+
+
+def test_a_quantized_export_that_lost_the_fine_tune_fails_with_the_remedy(
+        lost_in_quantization):
+    result = lost_in_quantization
+    assert result.report is not None and not result.report.ok
+    assert [check.name for check in result.report.failed()] == ["finetune"]
+    check = next(c for c in result.report.checks if c.name == "finetune")
+    rows = check.details["files"]
+    assert check.details["prompts_that_differ"] >= 3  # the run did change the model
+    assert rows["q4_0"]["kept"] < 0.5, rows
+    assert rows["q4_0"]["agreement_with_base"] > rows["q4_0"]["agreement_with_trained"], rows
+    assert rows["f16"]["kept"] > 0.8, rows  # f16 keeps the small update
+    assert rows["lora on base"]["kept"] > 0.8, rows  # the remedy works: base + LoRA GGUF
+    assert check.summary.startswith("LOST: q4_0 keeps")
+    for remedy in ("LoRA GGUF on the base", "--quant q8_0", "unquantized base"):
+        assert remedy in check.summary
+    assert "These files keep it: f16, lora on base" in check.summary
+    saved = json.loads((result.out_dir / "verify.json").read_text())
+    assert saved["ok"] is False
+
+
+def test_the_finetune_check_fails_warns_or_passes_by_the_share_kept():
+    from mindwell.export.verify import FileBehaviour, Probe, check_finetune
+
+    trained, base = [[5, 6, 7, 1]], [[8, 9, 1]]
+    probe = Probe(prompts=[[2, 3]], trained=trained, base=base)
+    # The trained model prefers its replies by 0.4 nats a token over the base's; the base
+    # prefers its own by 0.2: a span of 0.6.
+    files = [FileBehaviour("f16", -0.4, trained), FileBehaviour("q6_k", -0.1, trained),
+             FileBehaviour("q4_k_m", 0.17, base)]
+    check = check_finetune(probe, -0.4, 0.2, files)
+    rows = check.details["files"]
+    assert [rows[n]["kept"] for n in ("f16", "q6_k", "q4_k_m")] == [1.0, 0.5, 0.05]
+    assert not check.ok and check.summary.startswith("LOST: q4_k_m keeps 5% of the fine-tune")
+    assert rows["q4_k_m"]["agreement_with_base"] == 1.0
+    assert "These files keep it: f16." in check.summary
+    weak = check_finetune(probe, -0.4, 0.2, files[:2])
+    assert weak.ok and weak.warn and weak.summary.startswith("WEAK: q6_k keeps 50%")
+    good = check_finetune(probe, -0.4, 0.2, files[:1])
+    assert good.ok and not good.warn
+    same = Probe(prompts=[[2, 3]], trained=trained, base=trained)  # nothing changed
+    tiny = check_finetune(same, 0.0, 0.0, files)
+    assert tiny.ok and tiny.warn and "changed too little to measure" in tiny.summary
+
+
+def test_python_quantization_matches_gguf_py_and_loads_in_llama_cpp(exported, tmp_path):
+    import gguf
+    import numpy as np
+
+    from mindwell.export.llamacpp_tools import quantize_in_python
+
+    source = exported[1].files["f16"]
+    target = quantize_in_python(source, tmp_path / "tiny-q5_0.gguf", "q5_0")
+    before = {t.name: t for t in gguf.GGUFReader(str(source)).tensors}
+    after = {t.name: t for t in gguf.GGUFReader(str(target)).tensors}
+    assert set(before) == set(after)
+    kinds = {name: t.tensor_type.name for name, t in after.items()}
+    assert kinds["blk.0.attn_q.weight"] == "Q5_0" and kinds["blk.1.ffn_down.weight"] == "Q5_0"
+    assert kinds["token_embd.weight"] == "F16"  # kept, as llama-quantize keeps it higher
+    assert kinds["blk.0.attn_norm.weight"] == "F32"
+    q = after["blk.0.attn_q.weight"]
+    values = np.asarray(before["blk.0.attn_q.weight"].data, dtype=np.float32)
+    expected = gguf.quants.quantize(values, gguf.GGMLQuantizationType.Q5_0)
+    assert np.array_equal(np.asarray(q.data), expected)
+    backend = _backend(target)
+    try:
+        assert backend.greedy_tokens(backend.render([{"role": "user", "content": "hi"}]), 4)[0]
+    finally:
+        backend.close()
+
+
+def test_export_prints_progress_lines_when_stdout_is_not_a_terminal(exported, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "mindwell", "export", str(exported[0]), "--out",
+         str(tmp_path / "out"), "--quant", "f16", "--no-verify", "--no-lora", "--name",
+         "tiny-progress"], capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("[export] Merging") for line in lines), result.stdout
+    started = [line for line in lines if line.startswith("[export] Converting to f16 GGUF")]
+    assert len(started) == 2 and started[1].split(": done in ")[1].endswith(" s"), started
+    assert lines.index(started[0]) < lines.index(started[1])  # a line before, one after
 
 
 def test_the_export_is_usable_by_name(exported):
@@ -187,3 +316,63 @@ def test_a_lora_classifier_exports_merged_and_predicts_like_the_run(tmp_path):
     before, after = load_classifier(str(run)), load_classifier(str(exported_dir))
     assert before.labels == after.labels
     np.testing.assert_allclose(before.predict_proba(texts), after.predict_proba(texts), atol=1e-4)
+
+
+@pytest.mark.parametrize("architecture", ["gemma3", "llama"])
+def test_lora_gguf_updates_are_read_back_in_the_models_layout(architecture, tmp_path):
+    """The finetune check adds the LoRA GGUF's own tensors to the base's weights; they must
+    equal PEFT's update for every layer, also for Llama, whose q and k rows llama.cpp's
+    converter permutes."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    from mindwell.export.llamacpp_tools import convert_lora
+    from mindwell.export.verify import lora_gguf_deltas
+    from mindwell.models.tiny import save_tiny_gemma
+
+    try:
+        llama_cpp_dir()
+    except MindwellError as err:
+        pytest.skip(f"llama.cpp's converter is not available: {err.message}")
+    base = tmp_path / "base"
+    if architecture == "gemma3":
+        save_tiny_gemma(base)
+        model = AutoModelForCausalLM.from_pretrained(base)
+    else:
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(LlamaConfig(
+            vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256))
+        model.save_pretrained(base)
+    torch.manual_seed(1)
+    peft_model = get_peft_model(model, LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "down_proj"],
+        init_lora_weights=False))  # random B as well, so every update is non-zero
+    peft_model.save_pretrained(tmp_path / "adapter")
+    (tmp_path / "adapter" / "adapter_config.json").write_text(
+        (tmp_path / "adapter" / "adapter_config.json").read_text().replace(
+            '"base_model_name_or_path": null', f'"base_model_name_or_path": "{base}"'))
+    lora = convert_lora(tmp_path / "adapter", base, tmp_path / "lora.gguf")
+    plain = AutoModelForCausalLM.from_pretrained(base)
+    deltas = lora_gguf_deltas(lora, plain)
+    expected = {}
+    for name, module in peft_model.named_modules():
+        if hasattr(module, "get_delta_weight") and "default" in getattr(module, "lora_A", {}):
+            key = name.removeprefix("base_model.model.") + ".weight"
+            expected[key] = module.get_delta_weight("default").detach()
+    assert set(deltas) == set(expected) and len(expected) == 8
+    for key, delta in expected.items():
+        # The LoRA GGUF stores A and B in f16.
+        torch.testing.assert_close(deltas[key], delta, atol=2e-3, rtol=2e-2)
+        assert delta.abs().max() > 1e-2
+    if architecture == "llama":  # the file's own q rows are permuted: undoing it matters
+        import gguf
+        import numpy as np
+
+        tensors = {t.name: t for t in gguf.GGUFReader(str(lora)).tensors}
+        a, b = (np.asarray(tensors[f"blk.0.attn_q.weight.lora_{x}"].data, dtype=np.float32)
+                for x in "ab")
+        raw = torch.from_numpy(b @ a * (8 / 4))
+        assert not torch.allclose(raw, expected["model.layers.0.self_attn.q_proj.weight"],
+                                  atol=2e-3, rtol=2e-2)

@@ -320,7 +320,8 @@ def test_a_user_cannot_reach_another_users_data(store, alice, bob):
         store.add_event(bob.id, a["session"], "escalation", {})
     with pytest.raises(MindwellError, match="session"):
         store.add_memory(bob.id, "turn", "1", "bob", vec(x0=1), session_id=a["session"])
-    assert store.erase_user_data(bob.id) == {"memories": 0, "diary": 0, "sessions": 0}
+    assert store.erase_user_data(bob.id) == {"memories": 0, "diary": 0, "sessions": 0,
+                                             "checkins": 0}
     store.erase_user_data(bob.id, account=True)
 
     assert snapshot(store, alice.id, a) == before
@@ -333,12 +334,16 @@ def test_a_user_cannot_reach_another_users_data(store, alice, bob):
 def test_erase_user_data(store, alice, bob):
     a = fill(store, alice.id, "alice")
     store.add_diary(alice.id, "another")
+    store.add_checkin(alice.id, 2, ["sleep"])
     b = fill(store, bob.id, "bob")
+    store.add_checkin(bob.id, 4, ["work"])
     bob_before = snapshot(store, bob.id, b)
 
     counts = store.erase_user_data(alice.id)
-    assert counts == {"memories": 2, "diary": 2, "sessions": 1}
-    for table in ("diary_entries", "sessions", "turns", "events", "memories"):
+    assert counts == {"memories": 2, "diary": 2, "sessions": 1, "checkins": 1}
+    assert store.checkins(alice.id) == []
+    assert [c["tags"] for c in store.checkins(bob.id)] == [["work"]]
+    for table in ("diary_entries", "sessions", "turns", "events", "memories", "checkins"):
         assert raw(store, f"SELECT COUNT(*) FROM {table} WHERE user_id = ?",
                    (alice.id,))[0][0] == 0, table
     assert store.diary(alice.id) == [] and store.sessions(alice.id) == []
@@ -529,3 +534,44 @@ def test_a_malformed_postgres_url_is_a_clear_error():
     with pytest.raises(MindwellError) as err:
         Store.open("postgresql://mindwell:s3cret@127.0.0.1:notaport/mindwell")
     assert "s3cret" not in str(err.value)
+
+
+# -- issue 20: writes racing erasure, retries --------------------------------------------------
+def test_a_diary_memory_needs_its_entry_and_comes_once(store, alice):
+    entry = store.add_diary(alice.id, "kept for now")
+    first = store.add_memory(alice.id, "diary", str(entry), "kept", vec(x0=1),
+                             if_entry_exists=True)
+    assert first is not None
+    assert store.add_memory(alice.id, "diary", str(entry), "kept", vec(x0=1),
+                            if_entry_exists=True) is None  # a retry adds no second one
+    store.erase_user_data(alice.id)
+    # The memory of an entry erased while it was being embedded is refused.
+    assert store.add_memory(alice.id, "diary", str(entry), "late", vec(x0=1),
+                            if_entry_exists=True) is None
+    assert store.memory_count(alice.id) == 0
+
+
+def test_an_idempotency_key_stores_a_diary_entry_once(store, alice, bob):
+    first = store.add_diary(alice.id, "once", idem_key="k1")
+    assert store.add_diary(alice.id, "once", idem_key="k1") == first
+    assert store.add_diary(bob.id, "bob's", idem_key="k1") != first  # keys are per user
+    assert store.diary_by_key(alice.id, "k1")["id"] == first
+    assert store.diary_by_key(bob.id, "k2") is None
+    assert [e["id"] for e in store.incomplete_diary()].count(first) == 1  # not analysed yet
+    store.complete_diary(alice.id, first, {"mood": "ok"}, None, False)
+    assert first not in [e["id"] for e in store.incomplete_diary()]
+    assert len(store.diary(alice.id)) == 1
+
+
+def test_switching_to_ephemeral_makes_open_chats_ephemeral(store, alice):
+    open_chat = store.create_session(alice.id, "journal")["id"]
+    ended = store.create_session(alice.id, "journal")["id"]
+    store.save_session(alice.id, ended, {}, ended_at=5.0)
+    store.add_memory(alice.id, "turn", open_chat, "said in the open chat", vec(x0=1),
+                     session_id=open_chat)
+    store.add_memory(alice.id, "turn", ended, "said before", vec(x1=1), session_id=ended)
+    store.update_settings(alice.id, mode="ephemeral")
+    assert store.session(alice.id, open_chat)["mode"] == "ephemeral"
+    assert store.session(alice.id, ended)["mode"] == "journal"
+    assert [m["text"] for m in store.search_memories(alice.id, vec(x0=1), k=5)] == [
+        "said before"]

@@ -100,3 +100,38 @@ def test_an_ordinary_stream_is_shown_a_sentence_at_a_time():
     shown = list(guarded_stream(iter(["That ", "sounds ", "hard. ", "What ", "happened?"]),
                                 OutputGuardrail()))
     assert shown == ["That sounds hard. ", "What happened?"]
+
+
+def test_a_plain_safe_answer_ends_crisis_mode_even_when_it_names_self_harm(session):
+    # "I won't hurt myself" reads as self-harm talk to the gate; as the answer to "Are you
+    # safe right now?" it is a clear no (issue 20, item 4).
+    reply(session, "I have pills saved up and tonight is the night")
+    turn, text = reply(session, "I'm safe. I won't hurt myself.")
+    assert not session.crisis_mode and not turn.escalated
+    assert "glad you're safe" in text
+    assert session.events[-1]["type"] == "crisis_mode_ended"
+    assert [e["type"] for e in session.events].count("escalation") == 1
+
+
+@pytest.mark.parametrize("text", [
+    "I won't hurt myself tonight",  # and tomorrow?
+    "I'm safe but I still want to die",
+    "I'm safe. I won't hurt myself. I still have the pills though",
+    "Yes. I won't hurt myself",  # "yes" may answer "are you having thoughts of..."
+    "I won't hurt myself... I think",
+])
+def test_an_ambiguous_safe_answer_keeps_crisis_mode(session, text):
+    reply(session, "I have pills saved up and tonight is the night")
+    turn, answer = reply(session, text)
+    assert session.crisis_mode and turn.escalated
+    assert "glad you're safe" not in answer
+
+
+def test_a_plain_safe_answer_to_a_check_in_is_not_escalated(session):
+    session.check_in_pending = True  # the last reply asked the check-in question
+    turn, text = reply(session, "I'm safe. I won't hurt myself.")
+    assert not turn.escalated and not session.crisis_mode
+    assert "988" not in text
+    session.check_in_pending = True
+    turn, _ = reply(session, "I won't hurt myself tonight")
+    assert turn.escalated and session.crisis_mode

@@ -1,4 +1,5 @@
-"""Voice: Piper speaks, Whisper tiny.en hears it back; silent, corrupt and odd-rate audio."""
+"""Voice: Piper speaks, Whisper (base, or tiny.en without it) hears it back; silent,
+corrupt and odd-rate audio."""
 
 import subprocess
 import sys

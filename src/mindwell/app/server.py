@@ -19,28 +19,55 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mindwell import __version__
-from mindwell.app.service import Busy, CompanionService, NotFound, TooLarge
+from mindwell.app.service import (
+    Busy,
+    CompanionService,
+    KeyReused,
+    NotFound,
+    TooLarge,
+    clean_text,
+)
 from mindwell.errors import MindwellError
 from mindwell.inference.base import SamplingParams
 from mindwell.memory import User
+from mindwell.memory.store import MAX_IDEMPOTENCY_KEY, StorageFull
 
 STATIC_DIR = Path(__file__).with_name("static")
 MAX_BODY_BYTES = 1024 * 1024  # a webcam frame as base64 fits; 64 KB texts are checked per field
+MAX_ROW_ID = 2**63 - 1  # ids are 64-bit integers in both databases
+DOCS_ASSETS = "/docs-assets"
 log = logging.getLogger("mindwell.serve")
 
 
 def error_body(message: str, kind: str, hint: str | None = None) -> dict:
     return {"error": {"message": message, "hint": hint, "type": kind}}
+
+
+def is_ollama(path: str) -> bool:
+    """Ollama's routes (/api/chat, /api/tags...), whose errors are ``{"error": "text"}``."""
+    return path.startswith("/api/") and not path.startswith("/api/v1/")
+
+
+def error_response(path: str, status: int, message: str, kind: str, hint: str | None = None,
+                   headers: dict | None = None) -> JSONResponse:
+    if is_ollama(path):
+        body = {"error": f"{message} {hint}" if hint else message}
+    else:
+        body = error_body(message, kind, hint)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class GuardMiddleware:
@@ -53,11 +80,12 @@ class GuardMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        path = scope.get("path", "")
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            response = JSONResponse(error_body(
-                f"The request body has {int(length)} bytes; the limit is {MAX_BODY_BYTES}.",
-                "too_large", "Send less text per request."), status_code=413)
+            response = error_response(
+                path, 413, f"The request body has {int(length)} bytes; the limit is "
+                f"{MAX_BODY_BYTES}.", "too_large", "Send less text per request.")
             return await response(scope, receive, send)
         started = False
         received = 0
@@ -82,9 +110,9 @@ class GuardMiddleware:
             if too_large:
                 if message["type"] == "http.response.start":
                     started = True
-                    await JSONResponse(error_body(
-                        f"The request body is over {MAX_BODY_BYTES} bytes.", "too_large",
-                        "Send less text per request."), status_code=413)(scope, receive, send)
+                    await error_response(
+                        path, 413, f"The request body is over {MAX_BODY_BYTES} bytes.",
+                        "too_large", "Send less text per request.")(scope, receive, send)
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -100,55 +128,100 @@ class GuardMiddleware:
             log.error("%s %s failed: %s", scope.get("method"), scope.get("path"),
                       type(err).__name__)
             if not started:
-                response = JSONResponse(error_body(
-                    "The server failed to answer this request.", "server",
-                    "Try again; if it keeps failing, check the server's log."), status_code=500)
+                response = error_response(
+                    path, 500, "The server failed to answer this request.", "server",
+                    "Try again; if it keeps failing, check the server's log.")
                 await response(scope, receive, send)
 
 
 # -- request bodies -----------------------------------------------------------------------
-class DiaryIn(BaseModel):
+def _cleaned(value):
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [_cleaned(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _cleaned(item) for key, item in value.items()}
+    return value
+
+
+class Body(BaseModel):
+    """Every request body: an unpaired surrogate ("\\ud800") in any string becomes U+FFFD
+    before validation, so no text can fail later when it is stored or tokenized."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_lone_surrogates(cls, data):
+        return _cleaned(data)
+
+
+class DiaryIn(Body):
     text: str
     reply: bool = True
 
 
-class SettingsIn(BaseModel):
+class SettingsIn(Body):
     mode: Literal["journal", "ephemeral"] | None = None
     locale: str | None = Field(default=None, max_length=16)
+    language: Literal["en", "ko", ""] | None = Field(
+        default=None, description="The app's language; \"\" follows the browser's. \"ko\" "
+        "also gives fixed replies (the crisis reply) in Korean.")
 
 
-class MessageIn(BaseModel):
+class CheckinIn(Body):
+    mood: int = Field(ge=1, le=5, description="1 (awful) to 5 (great).")
+    tags: list[Annotated[str, Field(max_length=40)]] = Field(default_factory=list,
+                                                             max_length=8)
+
+
+class MessageIn(Body):
     text: str
 
 
-class FaceIn(BaseModel):
+class FaceIn(Body):
     image: str = Field(description="A JPEG or PNG frame, base64 or a data: URL.")
 
 
-class AnalyzeIn(BaseModel):
+class AnalyzeIn(Body):
     texts: list[str] = Field(max_length=256)
 
 
-class SearchIn(BaseModel):
+class SearchIn(Body):
     query: str
     k: int = Field(default=5, ge=1, le=50)
 
 
-class ChatMessage(BaseModel):
+class ContentPart(Body, extra="allow"):
+    """One part of a message's content: text parts are read, others (images) ignored."""
+
+    type: str
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _text_part_has_text(self):
+        if self.type == "text" and self.text is None:
+            raise ValueError("a part of type 'text' needs a string 'text'")
+        return self
+
+
+class ChatMessage(Body):
     # developer is OpenAI's newer name for system; tool results carry no words of the person.
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = ""
+    content: str | list[ContentPart] | None = ""
 
     def text(self) -> str:
         if self.content is None:
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.get("text", "") for part in self.content
-                       if part.get("type") == "text")
+        return "".join(part.text or "" for part in self.content if part.type == "text")
 
 
-class OpenAIChatIn(BaseModel):
+class StreamOptions(Body):
+    include_usage: bool = False
+
+
+class OpenAIChatIn(Body):
     model: str = "mindwell"
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
@@ -157,9 +230,10 @@ class OpenAIChatIn(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     seed: int | None = None
+    stream_options: StreamOptions | None = None
 
 
-class OllamaOptions(BaseModel):
+class OllamaOptions(Body):
     temperature: float | None = Field(default=None, ge=0, le=2)
     num_predict: int | None = Field(default=None, ge=1, le=4096)
     top_p: float | None = Field(default=None, gt=0, le=1)
@@ -168,14 +242,14 @@ class OllamaOptions(BaseModel):
     seed: int | None = None
 
 
-class OllamaChatIn(BaseModel):
+class OllamaChatIn(Body):
     model: str = "mindwell"
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = True
     options: OllamaOptions = Field(default_factory=OllamaOptions)
 
 
-class OllamaGenerateIn(BaseModel):
+class OllamaGenerateIn(Body):
     model: str = "mindwell"
     prompt: str
     system: str | None = None
@@ -183,11 +257,40 @@ class OllamaGenerateIn(BaseModel):
     options: OllamaOptions = Field(default_factory=OllamaOptions)
 
 
-def current_user(request: Request) -> User:
+class OllamaShowIn(Body):
+    model: str | None = None
+    name: str | None = None  # older clients
+    verbose: bool = False
+
+
+class OllamaEmbedIn(Body):
+    model: str = "mindwell"
+    input: str | list[str] = Field(description="A text or a list of texts.")
+    truncate: bool = True
+    options: OllamaOptions | None = None
+    keep_alive: str | int | None = None
+
+
+class OllamaEmbeddingsIn(Body):
+    model: str = "mindwell"
+    prompt: str
+
+
+# FastAPI's security classes: the OpenAPI document lists both ways to send a key, and
+# /docs gets an Authorize button. Checked here, so a missing key is our JSON 401.
+bearer_scheme = HTTPBearer(auto_error=False, description="An API key from `mindwell keys "
+                           "create --user NAME`, as `Authorization: Bearer mw_...`.")
+key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False,
+                          description="The same API key in an X-API-Key header.")
+
+
+def current_user(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    header_key: Annotated[str | None, Depends(key_scheme)],
+) -> User:
     """The user whose key the request carries (``Authorization: Bearer`` or ``X-API-Key``)."""
-    header = request.headers.get("authorization", "")
-    key = header[7:].strip() if header.lower().startswith("bearer ") else \
-        request.headers.get("x-api-key", "").strip()
+    key = (bearer.credentials if bearer else header_key or "").strip()
     if not key:
         raise StarletteHTTPException(401, "Missing API key.", {"WWW-Authenticate": "Bearer"})
     user = request.app.state.service.store.user_by_key(key)
@@ -201,6 +304,23 @@ def current_user(request: Request) -> User:
 Auth = Annotated[User, Depends(current_user)]
 
 
+def idempotency_key(idempotency_key: Annotated[str | None, Header(
+        description="Any unique string per new entry or message (a UUID); send the same one "
+        "again to retry a request whose answer was lost: it is saved once.")] = None
+                    ) -> str | None:
+    if idempotency_key is None:
+        return None
+    key = idempotency_key.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise MindwellError(f"The Idempotency-Key header must have 1 to {MAX_IDEMPOTENCY_KEY} "
+                            "characters.", "Send a UUID, a new one for each new request.")
+    return key
+
+
+IdemKey = Annotated[str | None, Depends(idempotency_key)]
+EntryId = Annotated[int, PathParam(ge=1, le=MAX_ROW_ID, description="A diary entry's id.")]
+
+
 def create_app(service: CompanionService) -> FastAPI:
     app = FastAPI(
         title="mindwell",
@@ -208,7 +328,9 @@ def create_app(service: CompanionService) -> FastAPI:
         description=(
             "A supportive companion's diary, chat and analysis API, with OpenAI- and "
             "Ollama-compatible chat routes. mindwell is an AI, not a therapist. Every route "
-            "needs `Authorization: Bearer <key>` (create keys with `mindwell keys create`)."),
+            "needs `Authorization: Bearer <key>` (create keys with `mindwell keys create`; "
+            "here: the Authorize button)."),
+        docs_url=None, redoc_url=None,  # /docs is served below, from local files
     )
     app.state.service = service
     app.add_middleware(GuardMiddleware)
@@ -223,28 +345,52 @@ def create_app(service: CompanionService) -> FastAPI:
             status, kind = 413, "too_large"
         elif isinstance(err, Busy):
             status, kind = 409, "busy"
-        return JSONResponse(error_body(err.message, kind, err.hint), status_code=status)
+        elif isinstance(err, KeyReused):
+            status, kind = 422, "invalid_request"
+        elif isinstance(err, StorageFull):
+            status, kind = 507, "storage_full"
+        return error_response(request.url.path, status, err.message, kind, err.hint)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, err: RequestValidationError):
         problems = []
         if any(p.get("type") == "json_invalid" for p in err.errors()):
-            return JSONResponse(error_body("The request body is not valid JSON.",
-                                           "invalid_request", "Send a JSON object."),
-                                status_code=400)
+            return error_response(request.url.path, 400, "The request body is not valid JSON.",
+                                  "invalid_request", "Send a JSON object.")
         for problem in err.errors():
             where = ".".join(str(p) for p in problem.get("loc", ()) if p != "body")
             problems.append(f"{where or 'body'}: {problem.get('msg')}")
-        return JSONResponse(error_body("Invalid request: " + "; ".join(problems),
-                                       "invalid_request", "See /docs for the expected body."),
-                            status_code=422)
+        return error_response(request.url.path, 422, "Invalid request: " + "; ".join(problems),
+                              "invalid_request", "See /docs for the expected body.")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, err: StarletteHTTPException):
         kind = {401: "auth", 404: "not_found", 405: "invalid_request"}.get(err.status_code,
                                                                           "invalid_request")
-        return JSONResponse(error_body(str(err.detail), kind), status_code=err.status_code,
-                            headers=getattr(err, "headers", None))
+        return error_response(request.url.path, err.status_code, str(err.detail), kind,
+                              headers=getattr(err, "headers", None))
+
+    # -- API documentation, offline ------------------------------------------------------
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        swagger_ui_path = None
+    if swagger_ui_path is not None and Path(str(swagger_ui_path)).is_dir():
+        app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        if swagger_ui_path is None:
+            return JSONResponse(error_body(
+                "The API documentation page needs Swagger UI's files, which are not "
+                "installed.", "server", "pip install 'mindwell[serve]' (swagger-ui-bundle-v2); "
+                "/openapi.json works without them."), status_code=503)
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url, title="mindwell API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+            swagger_ui_parameters={"persistAuthorization": False})
 
     # -- app -----------------------------------------------------------------------------
     if STATIC_DIR.is_dir():
@@ -269,22 +415,38 @@ def create_app(service: CompanionService) -> FastAPI:
 
     @app.put("/api/v1/settings", tags=["account"])
     def settings(body: SettingsIn, user: Auth):
-        service.store.update_settings(user.id, mode=body.mode, locale=body.locale)
-        return service.profile(user)
+        return service.update_settings(user, mode=body.mode, locale=body.locale,
+                                       language=body.language)
 
     # -- diary ---------------------------------------------------------------------------
     @app.post("/api/v1/diary", tags=["diary"])
-    def diary_add(body: DiaryIn, user: Auth):
-        return service.diary_entry(user, body.text, reply=body.reply)
+    def diary_add(body: DiaryIn, user: Auth, idem_key: IdemKey):
+        return service.diary_entry(user, body.text, reply=body.reply, idem_key=idem_key)
 
     @app.get("/api/v1/diary", tags=["diary"])
     def diary_list(user: Auth, limit: Annotated[int, Query(ge=1, le=1000)] = 50):
         return {"entries": service.store.diary(user.id, limit=limit)}
 
     @app.delete("/api/v1/diary/{entry_id}", tags=["diary"])
-    def diary_delete(entry_id: int, user: Auth):
+    def diary_delete(entry_id: EntryId, user: Auth):
         if not service.store.delete_diary(user.id, entry_id):
             raise NotFound(f"No diary entry {entry_id}.")
+        return {"deleted": 1}
+
+    @app.post("/api/v1/checkins", tags=["diary"])
+    def checkin_add(body: CheckinIn, user: Auth):
+        return service.checkin(user, body.mood, body.tags)
+
+    @app.get("/api/v1/checkins", tags=["diary"])
+    def checkin_list(user: Auth, days: Annotated[int, Query(ge=1, le=3660)] = 30,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 50):
+        since = time.time() - days * 86400
+        return {"checkins": service.store.checkins(user.id, limit=limit, since=since)}
+
+    @app.delete("/api/v1/checkins/{checkin_id}", tags=["diary"])
+    def checkin_delete(checkin_id: EntryId, user: Auth):
+        if not service.store.delete_checkin(user.id, checkin_id):
+            raise NotFound(f"No mood check-in {checkin_id}.")
         return {"deleted": 1}
 
     @app.get("/api/v1/mood", tags=["diary"])
@@ -311,8 +473,9 @@ def create_app(service: CompanionService) -> FastAPI:
         return service.session_detail(user, session_id)
 
     @app.post("/api/v1/sessions/{session_id}/messages", tags=["chat"])
-    def session_message(session_id: str, body: MessageIn, user: Auth, stream: bool = True):
-        events = service.chat_turn(user, session_id, body.text)
+    def session_message(session_id: str, body: MessageIn, user: Auth, idem_key: IdemKey,
+                        stream: bool = True):
+        events = service.chat_turn(user, session_id, body.text, idem_key=idem_key)
         if not stream:
             notices, done = [], {}
             for event in events:
@@ -346,8 +509,8 @@ def create_app(service: CompanionService) -> FastAPI:
         return service.face(user, session_id, image)
 
     @app.post("/api/v1/sessions/{session_id}/end", tags=["chat"])
-    def session_end(session_id: str, user: Auth):
-        return service.end_session(user, session_id)
+    def session_end(session_id: str, user: Auth, transcript: bool = False):
+        return service.end_session(user, session_id, transcript=transcript)
 
     @app.get("/api/v1/sessions/{session_id}/log", tags=["chat"], response_class=Response)
     def session_log(session_id: str, user: Auth, format: Literal["md", "pdf"] = "md",
@@ -399,36 +562,43 @@ def create_app(service: CompanionService) -> FastAPI:
 
     @app.get("/v1/models", tags=["openai"])
     def openai_models(user: Auth):
-        return {"object": "list", "data": [{"id": service.backend.name, "object": "model",
+        return {"object": "list", "data": [{"id": service.model_name, "object": "model",
                                             "created": int(service.started_at),
                                             "owned_by": "mindwell"}]}
 
     @app.post("/v1/chat/completions", tags=["openai"])
     def openai_chat(body: OpenAIChatIn, user: Auth):
+        """OpenAI's chat completions. mindwell's own fields are under ``mindwell``: the AI
+        disclosure (``disclosure``, on a conversation's first reply only, for the client to
+        show), ``escalated`` and ``risk``."""
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         sampling = sampling_from(body.max_completion_tokens or body.max_tokens,
                                  body.temperature, body.top_p, seed=body.seed)
         pieces, info = service.complete(user, messages, sampling)
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        model = service.backend.name
+        model = service.model_name
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
         if not body.stream:
             text = "".join(pieces)
             return {"id": completion_id, "object": "chat.completion", "created": created,
                     "model": model,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "stop"}],
-                    "usage": _usage(service), "mindwell": info}
+                                 "finish_reason": info["finish_reason"]}],
+                    "usage": _usage(info), "mindwell": _mindwell_fields(info)}
 
-        def chunk(delta: dict, finish: str | None = None) -> str:
-            return "data: " + json.dumps({
-                "id": completion_id, "object": "chat.completion.chunk", "created": created,
-                "model": model, "choices": [{"index": 0, "delta": delta,
-                                             "finish_reason": finish}]},
-                ensure_ascii=False) + "\n\n"
+        def chunk(delta: dict | None, finish: str | None = None, **extra) -> str:
+            choices = [] if delta is None else [{"index": 0, "delta": delta,
+                                                 "finish_reason": finish}]
+            data = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                    "model": model, "choices": choices, **extra}
+            if include_usage and "usage" not in data:
+                data["usage"] = None  # as OpenAI: null on every chunk but the last
+            return "data: " + json.dumps(data, ensure_ascii=False) + "\n\n"
 
         def sse() -> Iterator[str]:
-            yield chunk({"role": "assistant", "content": ""})
+            yield chunk({"role": "assistant", "content": ""},
+                        mindwell={"disclosure": info["disclosure"]})
             try:
                 for piece in pieces:
                     yield chunk({"content": piece})
@@ -437,38 +607,94 @@ def create_app(service: CompanionService) -> FastAPI:
                 yield "data: " + json.dumps(error_body("The reply failed; try again.",
                                                        "server")) + "\n\n"
                 return
-            yield chunk({}, "stop")
+            yield chunk({}, info["finish_reason"], mindwell=_mindwell_fields(info))
+            if include_usage:
+                yield chunk(None, usage=_usage(info))
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(sse(), media_type="text/event-stream")
 
     # -- Ollama-compatible ---------------------------------------------------------------
+    def ollama_model(modified: bool = True) -> dict:
+        name = service.model_name
+        entry = {"name": name, "model": name, "size": 0, "digest": "",
+                 "details": {"parent_model": "", "format": "gguf", "family": "mindwell",
+                             "families": ["mindwell"], "parameter_size": "",
+                             "quantization_level": ""}}
+        if modified:
+            entry["modified_at"] = _iso(service.started_at)
+        return entry
+
     @app.get("/api/version", tags=["ollama"])
     def ollama_version():
         return {"version": __version__}
 
     @app.get("/api/tags", tags=["ollama"])
     def ollama_tags(user: Auth):
-        name = service.backend.name
-        return {"models": [{"name": name, "model": name, "modified_at": _iso(service.started_at),
-                            "size": 0, "digest": "",
-                            "details": {"format": "gguf", "family": "mindwell"}}]}
+        return {"models": [ollama_model()]}
 
-    def ollama_stream(pieces, make_line, started: float) -> StreamingResponse:
+    @app.post("/api/show", tags=["ollama"])
+    def ollama_show(body: OllamaShowIn, user: Auth):
+        """The served model, whatever name is asked for (every name reaches it on the
+        chat routes too)."""
+        from mindwell.chat.prompts import COUNSELOR_SYSTEM_PROMPT
+
+        sampling = service.sampling
+        parameters = "\n".join(f"{key} {value}" for key, value in (
+            ("num_ctx", service.backend.context_length), ("num_predict", sampling.max_tokens),
+            ("temperature", sampling.temperature), ("top_p", sampling.top_p),
+            ("top_k", sampling.top_k), ("repeat_penalty", sampling.repeat_penalty)))
+        model = ollama_model()
+        return {"modelfile": f"# mindwell serves {service.model_name}\n"
+                             f'SYSTEM """{COUNSELOR_SYSTEM_PROMPT}"""\n',
+                "parameters": parameters, "template": "", "license": "",
+                "details": model["details"], "modified_at": model["modified_at"],
+                "model_info": {"general.architecture": "mindwell",
+                               "general.basename": service.model_name,
+                               "mindwell.context_length": service.backend.context_length},
+                "capabilities": ["completion"]}
+
+    @app.get("/api/ps", tags=["ollama"])
+    def ollama_ps(user: Auth):
+        """The one model, loaded for as long as the server runs."""
+        return {"models": [{**ollama_model(modified=False),
+                            "expires_at": "9999-12-31T23:59:59Z", "size_vram": 0,
+                            "context_length": service.backend.context_length}]}
+
+    @app.post("/api/embed", tags=["ollama"])
+    def ollama_embed(body: OllamaEmbedIn, user: Auth):
+        """Vectors of the multilingual sentence encoder mindwell's memory uses (512
+        numbers); nothing is stored."""
+        started = time.time()
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not texts or len(texts) > 256:
+            raise MindwellError("'input' must hold 1 to 256 texts.",
+                                "Send a string or a list of strings.")
+        return {"model": body.model, "embeddings": service.embed(texts),
+                "total_duration": int((time.time() - started) * 1e9), "load_duration": 0,
+                "prompt_eval_count": sum(len(t.split()) for t in texts)}
+
+    @app.post("/api/embeddings", tags=["ollama"])
+    def ollama_embeddings(body: OllamaEmbeddingsIn, user: Auth):
+        """Ollama's older embedding route: one text, ``embedding``."""
+        return {"embedding": service.embed([body.prompt])[0]}
+
+    def ollama_stream(pieces, make_line, info: dict, started: float) -> StreamingResponse:
         def lines() -> Iterator[str]:
-            count = 0
             try:
+                first = True
                 for piece in pieces:
-                    count += 1
-                    yield json.dumps({**make_line(piece), "done": False},
-                                     ensure_ascii=False) + "\n"
+                    line = {**make_line(piece), "done": False}
+                    if first and info["disclosure"]:
+                        line["mindwell"] = {"disclosure": info["disclosure"]}
+                    first = False
+                    yield json.dumps(line, ensure_ascii=False) + "\n"
             except Exception as err:  # the stream has started: Ollama's in-band error
                 log.error("chat stream failed: %s", type(err).__name__)
                 yield json.dumps({"error": "The reply failed; try again."}) + "\n"
                 return
-            yield json.dumps({**make_line(""), "done": True, "done_reason": "stop",
-                              "total_duration": int((time.time() - started) * 1e9),
-                              "eval_count": count}) + "\n"
+            yield json.dumps({**make_line(""), **_ollama_done(info, started)},
+                             ensure_ascii=False) + "\n"
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
@@ -480,15 +706,15 @@ def create_app(service: CompanionService) -> FastAPI:
         sampling = sampling_from(options.num_predict, options.temperature, options.top_p,
                                  options.top_k, options.repeat_penalty, options.seed)
         pieces, info = service.complete(user, messages, sampling)
-        model = service.backend.name
+        model = service.model_name
 
         def line(piece: str) -> dict:
             return {"model": model, "created_at": _iso(time.time()), **payload(piece)}
 
         if stream:
-            return ollama_stream(pieces, line, started)
-        return {**line("".join(pieces)), "done": True, "done_reason": "stop",
-                "total_duration": int((time.time() - started) * 1e9), "mindwell": info}
+            return ollama_stream(pieces, line, info, started)
+        text = "".join(pieces)
+        return {**line(text), **_ollama_done(info, started)}
 
     @app.post("/api/chat", tags=["ollama"])
     def ollama_chat(body: OllamaChatIn, user: Auth):
@@ -506,10 +732,22 @@ def create_app(service: CompanionService) -> FastAPI:
     return app
 
 
-def _usage(service: CompanionService) -> dict:
-    stats = service.backend.last_stats
-    return {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
-            "total_tokens": stats.prompt_tokens + stats.completion_tokens}
+def _usage(info: dict) -> dict:
+    return {"prompt_tokens": info["prompt_tokens"],
+            "completion_tokens": info["completion_tokens"],
+            "total_tokens": info["prompt_tokens"] + info["completion_tokens"]}
+
+
+def _mindwell_fields(info: dict) -> dict:
+    return {key: info[key] for key in ("disclosure", "escalated", "risk")}
+
+
+def _ollama_done(info: dict, started: float) -> dict:
+    """The fields of Ollama's last line (or whole answer): why it stopped and the counts."""
+    return {"done": True, "done_reason": info["finish_reason"],
+            "total_duration": int((time.time() - started) * 1e9), "load_duration": 0,
+            "prompt_eval_count": info["prompt_tokens"], "eval_count": info["completion_tokens"],
+            "mindwell": _mindwell_fields(info)}
 
 
 def _iso(epoch: float) -> str:

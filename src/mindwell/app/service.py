@@ -8,6 +8,8 @@ on that user's id: nothing here can reach another person's data.
 
 from __future__ import annotations
 
+import logging
+import queue
 import re
 import threading
 import time
@@ -19,15 +21,20 @@ from mindwell.app.worker import QueuedBackend
 from mindwell.chat.prompts import AI_DISCLOSURE, COUNSELOR_SYSTEM_PROMPT
 from mindwell.chat.session import WITHHELD_CRISIS_MESSAGE, ChatSession
 from mindwell.errors import MindwellError
-from mindwell.inference.base import Backend, Message, SamplingParams
+from mindwell.inference.base import Backend, GenerationStats, Message, SamplingParams
 from mindwell.memory import Memory, Store, User
+from mindwell.memory.store import StorageFull
 from mindwell.safety import SafetyGate, crisis_reply, detect_language
 from mindwell.safety.crisis import (
+    ABUSE_HELPLINES,
     CHECK_IN,
     CRISIS_CHECK_IN,
     DECLINE_DOSE,
     GROUNDING,
+    HELPLINES,
+    INTERNATIONAL,
     SAFETY_PLAN_STEPS,
+    Helpline,
     check_in_question,
     helplines_for,
     says_safe,
@@ -36,6 +43,10 @@ from mindwell.safety.guardrails import OutputGuardrail, guarded_stream
 
 MAX_CACHED_CHATS = 256  # open chats kept in memory; older ones reload from the store
 MAX_TEXT_CHARS = 64 * 1024  # requests with more text than this are refused (413)
+# A shared database (PostgreSQL, several workers): an entry this young may still be being
+# answered by another worker, so only older ones are completed at start.
+RECOVER_AFTER_S = 600
+log = logging.getLogger("mindwell.serve")
 DIARY_PROMPT = (
     "Here is my diary entry for today. Please answer it as a short, warm note: reflect what I "
     "feel and ask one gentle question.\n\n{text}"
@@ -52,6 +63,26 @@ class TooLarge(MindwellError):
 
 class Busy(MindwellError):
     """The chat is still answering an earlier message."""
+
+
+class KeyReused(MindwellError):
+    """An idempotency key sent again with a different text."""
+
+    def __init__(self) -> None:
+        super().__init__("This Idempotency-Key was already used for a different text.",
+                         "Send a new key with each new entry or message; send a key again "
+                         "only to retry the same request.")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with any unpaired UTF-16 surrogate (JSON's "\\ud800" alone) replaced by
+    U+FFFD: such text cannot be encoded, stored or tokenized, and a crisis message that
+    carries one must still get the crisis reply."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 @dataclass
@@ -85,12 +116,54 @@ def _fixed_replies() -> frozenset[str]:
         texts |= {CRISIS_CHECK_IN[lang], GROUNDING[lang]}
         for locale in LOCALES:
             main = helplines_for(locale)[0]
-            texts |= {step.format(line=f"{main.name}: {main.contact}")
+            texts |= {step.format(line=main.line(lang == "ko"))
                       for step in SAFETY_PLAN_STEPS[lang]}
     return frozenset(text.strip() for text in texts)
 
 
 FIXED_REPLIES = _fixed_replies()
+
+
+_NUMBER = re.compile(r"\+?\d[\d -]*\d|\d")
+_TEXT_TO = re.compile(r"text (\w+) to\s*$|^로 (\w+) 문자", re.I)
+
+
+def _links(contact: str) -> list[dict]:
+    """The tap targets in a helpline's contact words: numbers to call (tel:), a number to
+    text a keyword to (sms:), a web address (https:)."""
+    if "." in contact and " " not in contact.strip():
+        return [{"text": contact, "href": f"https://{contact}"}]
+    links = []
+    for match in _NUMBER.finditer(contact):
+        number = re.sub(r"[ -]", "", match.group())
+        before = _TEXT_TO.search(contact[:match.start()])
+        after = _TEXT_TO.search(contact[match.end():])
+        keyword = (before and before.group(1)) or (after and after.group(2))
+        href = f"sms:{number}?body={keyword}" if keyword else f"tel:{number}"
+        links.append({"text": match.group(), "href": href})
+    return links
+
+
+def _helpline_dict(helpline: Helpline) -> dict:
+    return {"en": helpline.line(False), "ko": helpline.line(True),
+            "links": _links(helpline.contact)}
+
+
+def _dial_links() -> list[dict]:
+    """Every number and address a fixed reply names (helplines in both languages, and the
+    emergency numbers the Korean replies name in their sentences), longest first."""
+    found: dict[str, str] = {"112": "tel:112", "119": "tel:119"}
+    every = [*(h for group in HELPLINES.values() for h in group),
+             *(h for group in ABUSE_HELPLINES.values() for h in group), INTERNATIONAL]
+    for helpline in every:
+        for contact in (helpline.contact, helpline.contact_ko):
+            for link in _links(contact) if contact else []:
+                found.setdefault(link["text"], link["href"])
+    return [{"text": text, "href": href}
+            for text, href in sorted(found.items(), key=lambda item: -len(item[0]))]
+
+
+DIAL_LINKS = _dial_links()
 # A client-supplied assistant turn that starts handing out steps or amounts ("Sure, here are
 # the amounts:") is a prefill for the model to continue, not a reply mindwell wrote.
 PREFILL = re.compile(
@@ -102,8 +175,9 @@ PREFILL = re.compile(
 class CompanionService:
     def __init__(self, store: Store, backend: Backend, analyzer=None, memory: Memory | None = None,
                  safety: SafetyGate | None = None, sampling: SamplingParams | None = None,
-                 default_locale: str | None = None) -> None:
+                 default_locale: str | None = None, model_name: str | None = None) -> None:
         self.store = store
+        self.model_name = model_name or _model_name(backend)
         self.backend = backend if isinstance(backend, QueuedBackend) else QueuedBackend(backend)
         if analyzer is None:
             from mindwell.analysis.analyzer import default_analyzer
@@ -123,6 +197,7 @@ class CompanionService:
         for user_id, session_id in store.ephemeral_sessions():
             # An ephemeral session the server never saw end (it was stopped): keep nothing.
             store.delete_session(user_id, session_id)
+        self._recover_diary()
 
     @classmethod
     def from_config(cls, config: ServeConfig) -> CompanionService:
@@ -135,7 +210,13 @@ class CompanionService:
                                api_key=config.remote_api_key)
         sampling = SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature,
                                   seed=config.seed)
-        return cls(store, backend, sampling=sampling, default_locale=config.locale)
+        name = config.model
+        if not config.url:
+            from mindwell.models.registry import resolve
+
+            name = resolve(config.model).name
+        return cls(store, backend, sampling=sampling, default_locale=config.locale,
+                   model_name=name)
 
     def close(self) -> None:
         self.backend.close()
@@ -146,14 +227,27 @@ class CompanionService:
         return user.locale or self.default_locale
 
     def profile(self, user: User) -> dict:
+        """The account's settings, the AI disclosure, and the crisis lines for its locale
+        (``helplines``: each in English and Korean with its ``links``, tel:, sms: or https:)
+        and ``dial``: every number or address mindwell's fixed replies can name, for the
+        app to turn into links wherever such a reply shows one."""
         user = self.store.user_by_name(user.name) or user
         return {"user": user.name, "mode": user.mode, "locale": user.locale,
-                "disclosure": AI_DISCLOSURE}
+                "language": user.language, "disclosure": AI_DISCLOSURE,
+                "helplines": [_helpline_dict(h) for h in helplines_for(self.locale(user))],
+                "dial": DIAL_LINKS}
+
+    @staticmethod
+    def korean(user: User, text: str) -> bool:
+        """Whether fixed replies (crisis, check-in, declines) are in Korean: the person chose
+        Korean for the app, or wrote in Korean."""
+        return user.language == "ko" or detect_language(text) == "ko"
 
     @staticmethod
     def check_text(text, field: str = "text") -> str:
         if not isinstance(text, str):
             raise MindwellError(f"'{field}' must be a string.")
+        text = clean_text(text)
         if len(text) > MAX_TEXT_CHARS:
             raise TooLarge(f"'{field}' has {len(text)} characters; the limit is "
                                 f"{MAX_TEXT_CHARS}.", "Split the text into smaller parts.")
@@ -173,25 +267,47 @@ class CompanionService:
         return guarded_stream(pieces, self.guardrail, korean=korean)
 
     # -- diary ---------------------------------------------------------------------------
-    def diary_entry(self, user: User, text: str, reply: bool = True) -> dict:
+    def diary_entry(self, user: User, text: str, reply: bool = True,
+                    idem_key: str | None = None) -> dict:
+        """Store, analyse and answer one entry. ``idem_key``: a client's retry of a request
+        whose answer it never got returns the entry stored the first time, completed if
+        the server stopped half-way, instead of storing it twice."""
         text = self.check_text(text)
         user = self.store.user_by_name(user.name) or user
         stored = user.mode == "journal"
         created = time.time()
-        # Committed before analysis and generation: an acknowledged entry is never lost.
-        entry_id = self.store.add_diary(user.id, text, created) if stored else None
-        analysis = self._analyze(text)
-        recent = [e["text"] for e in self.store.diary(user.id, limit=3, since=created - 3 * 86400)
-                  if e["id"] != entry_id]
-        risk = self.safety.assess(text, list(reversed(recent)), separate_entries=True)
-        analysis["risk"] = risk.as_dict()
-        korean = detect_language(text) == "ko"
-        answer = None
-        if risk.escalate:
-            answer = crisis_reply(self.locale(user), korean=korean, categories=risk.categories)
-        elif risk.decline:
-            answer = DECLINE_DOSE["ko" if korean else "en"]
-        elif reply:
+        entry_id = None
+        if stored and idem_key:
+            existing = self.store.diary_by_key(user.id, idem_key)
+            if existing is not None:
+                if existing["text"] != text:
+                    raise KeyReused()
+                if existing["analysis"] is not None and (
+                        existing["reply"] is not None or not reply or existing["escalated"]):
+                    return existing  # done the first time: the same answer again
+                entry_id, created = existing["id"], existing["created_at"]
+        if stored and entry_id is None:
+            # Committed before analysis and generation: an acknowledged entry is never lost
+            # (and one the server stopped on is analysed when it starts again).
+            entry_id = self.store.add_diary(user.id, text, created, idem_key=idem_key)
+        analysis, risk, answer = self._assess_diary(user.id, self.locale(user), entry_id, text,
+                                                    created, korean=self.korean(user, text))
+        notices = []
+        if stored:
+            # The analysis (and a fixed crisis reply) are saved before any generation, and
+            # the memory only while the entry exists: an erase meanwhile leaves nothing.
+            try:
+                still_there = self.store.complete_diary(user.id, entry_id, analysis, answer,
+                                                        risk.escalate)
+                if still_there and not risk.escalate:  # crisis words are never recalled
+                    self.memory.remember(user.id, "diary", entry_id, text, created_at=created,
+                                         if_entry_exists=True)
+            except StorageFull as err:
+                # The entry itself is saved; its analysis is completed at the next start.
+                notices.append(f"{err.message} The entry itself was saved. {err.hint}")
+        korean = self.korean(user, text)
+        fixed = answer
+        if answer is None and reply:
             context = Memory.as_context(self._recall(user, text, exclude_ref=entry_id))
             prompt = DIARY_PROMPT.format(text=text) + (f"\n\n({context})" if context else "")
             answer = "".join(self._generate_guarded(
@@ -201,15 +317,47 @@ class CompanionService:
             # The person's words get an answer, then a direct question about safety.
             question = check_in_question(self.locale(user), korean)
             answer = f"{answer}\n\n{question}" if answer else question
-        if stored:
-            # Zero rows: the entry was erased while the reply was written; then nothing of
-            # it may come back as a memory.
-            still_there = self.store.complete_diary(user.id, entry_id, analysis, answer,
-                                                    risk.escalate)
-            if still_there and not risk.escalate:  # crisis words are never recalled
-                self.memory.remember(user.id, "diary", entry_id, text, created_at=created)
-        return {"id": entry_id, "created_at": created, "text": text, "analysis": analysis,
-                "reply": answer, "escalated": risk.escalate, "stored": stored}
+        if stored and answer is not None and answer != fixed and not notices:
+            # Zero rows: the entry was erased while the reply was written.
+            try:
+                self.store.complete_diary(user.id, entry_id, analysis, answer, risk.escalate)
+            except StorageFull as err:
+                notices.append(f"{err.message} The entry itself was saved. {err.hint}")
+        result = {"id": entry_id, "created_at": created, "text": text, "analysis": analysis,
+                  "reply": answer, "escalated": risk.escalate, "stored": stored}
+        return {**result, "notices": notices} if notices else result
+
+    def _assess_diary(self, user_id: int, locale: str | None, entry_id: int | None, text: str,
+                      created: float, korean: bool = False):
+        """Analysis, risk and the fixed reply (crisis or declined dose) if there is one."""
+        analysis = self._analyze(text)
+        recent = [e["text"] for e in self.store.diary(user_id, limit=3, since=created - 3 * 86400)
+                  if e["id"] != entry_id and e["created_at"] <= created]
+        risk = self.safety.assess(text, list(reversed(recent)), separate_entries=True)
+        analysis["risk"] = risk.as_dict()
+        korean = korean or detect_language(text) == "ko"
+        answer = None
+        if risk.escalate:
+            answer = crisis_reply(locale, korean=korean, categories=risk.categories)
+        elif risk.decline:
+            answer = DECLINE_DOSE["ko" if korean else "en"]
+        return analysis, risk, answer
+
+    def _recover_diary(self) -> None:
+        """Entries stored by a server that stopped before analysing them get their analysis
+        (and memory) now: no entry stays half-written."""
+        before = time.time() - RECOVER_AFTER_S if self.store.dialect != "sqlite" else None
+        for entry in self.store.incomplete_diary(before):
+            user_id = entry["user_id"]
+            owner = self.store.user_by_id(user_id)
+            locale = (owner.locale if owner else None) or self.default_locale
+            analysis, risk, answer = self._assess_diary(
+                user_id, locale, entry["id"], entry["text"], entry["created_at"],
+                korean=bool(owner and owner.language == "ko"))
+            if self.store.complete_diary(user_id, entry["id"], analysis, answer,
+                                         risk.escalate) and not risk.escalate:
+                self.memory.remember(user_id, "diary", entry["id"], entry["text"],
+                                     created_at=entry["created_at"], if_entry_exists=True)
 
     def _recall(self, user: User, text: str, exclude_session: str | None = None,
                 exclude_ref=None) -> list[dict]:
@@ -217,16 +365,27 @@ class CompanionService:
         return [m for m in found if not (m["kind"] == "diary" and m["ref_id"] == str(exclude_ref))]
 
     def mood(self, user: User, days: int = 30) -> list[dict]:
+        """One point per day with a diary entry or a mood check-in, oldest first: the
+        diary's mean depression signal and most frequent emotion, the check-ins' mean mood
+        (1 to 5) and most used tags."""
         since = time.time() - days * 86400
-        by_day: dict[str, list[dict]] = {}
-        for entry in reversed(self.store.diary(user.id, limit=10_000, since=since)):
-            day = time.strftime("%Y-%m-%d", time.localtime(entry["created_at"]))
-            by_day.setdefault(day, []).append(entry)
+        by_day: dict[str, dict[str, list]] = {}
+
+        def day_of(at: float) -> dict[str, list]:
+            day = time.strftime("%Y-%m-%d", time.localtime(at))
+            return by_day.setdefault(day, {"entries": [], "checkins": []})
+
+        for entry in self.store.diary(user.id, limit=10_000, since=since):
+            day_of(entry["created_at"])["entries"].append(entry)
+        for checkin in self.store.checkins(user.id, limit=10_000, since=since):
+            day_of(checkin["created_at"])["checkins"].append(checkin)
         points = []
-        for day, entries in by_day.items():
+        for day in sorted(by_day):
+            entries, checkins = by_day[day]["entries"], by_day[day]["checkins"]
             analysed = [e["analysis"] for e in entries
                         if e["analysis"] and "emotion" in e["analysis"]]
             emotions = [a["emotion"]["label"] for a in analysed]
+            tags = [tag for c in checkins for tag in c["tags"]]
             points.append({
                 "date": day,
                 "depression": round(sum(a["depression"]["score"] for a in analysed)
@@ -234,8 +393,22 @@ class CompanionService:
                 "emotion": max(set(emotions), key=emotions.count) if emotions else None,
                 "entries": len(entries),
                 "escalations": sum(e["escalated"] for e in entries),
+                "mood": round(sum(c["mood"] for c in checkins) / len(checkins), 2)
+                if checkins else None,
+                "checkins": len(checkins),
+                "tags": sorted(set(tags), key=lambda t: (-tags.count(t), t))[:3],
             })
         return points
+
+    # -- mood check-ins ------------------------------------------------------------------
+    def checkin(self, user: User, mood: int, tags: list[str]) -> dict:
+        """A one-tap mood, kept in journal mode (ephemeral: acknowledged, not kept)."""
+        user = self.store.user_by_name(user.name) or user
+        tags = list(dict.fromkeys(tag.strip() for tag in tags if tag.strip()))
+        if user.mode != "journal":
+            return {"id": None, "created_at": time.time(), "mood": mood, "tags": tags,
+                    "stored": False}
+        return self.store.add_checkin(user.id, mood, tags)
 
     # -- chat ----------------------------------------------------------------------------
     def start_session(self, user: User) -> dict:
@@ -259,15 +432,9 @@ class CompanionService:
         chat = ChatSession(self.backend, safety=self.safety, sampling=self.sampling,
                            locale=self.locale(user))
         chat.guardrail = self.guardrail
-        state = row["state"]
-        chat.history = state.get("history", [])
+        chat.from_state(row["state"], started_at=row["started_at"])
         chat.said = [t["text"] for t in self.store.turns(user.id, session_id)
                      if t["role"] == "user"][-12:]
-        chat.check_in_pending = state.get("check_in_pending", False)
-        chat.calm_turns = state.get("calm_turns", 0)
-        chat.crisis_mode = state.get("crisis_mode", False)
-        chat.crisis_step = state.get("crisis_step", 0)
-        chat.disclosed_at = state.get("disclosed_at", row["started_at"])
         self._chats[session_id] = (user.id, chat)
         while len(self._chats) > MAX_CACHED_CHATS:
             # The oldest open chat leaves memory; its state is in the store and reloads.
@@ -283,10 +450,17 @@ class CompanionService:
         with self._locks_guard:
             return self._chat_locks.setdefault(session_id, threading.Lock())
 
-    def chat_turn(self, user: User, session_id: str, text: str) -> Iterator[dict]:
+    def chat_turn(self, user: User, session_id: str, text: str,
+                  idem_key: str | None = None) -> Iterator[dict]:
         """Events of one exchange: notices, reply pieces, then ``done``. Checks (session,
         text, a reply already in progress) happen before the first event, so errors become
-        a 4xx, not a broken stream."""
+        a 4xx, not a broken stream.
+
+        The reply is produced by a thread of its own, which saves it and frees the chat when
+        it ends, whatever the client does: one that goes away (its stream closed or merely
+        abandoned) stops the generation, and what was said so far is kept. ``idem_key``: a
+        retry of a message already answered gets the saved reply again; one the server
+        stopped on is answered now, without storing the message twice."""
         text = self.check_text(text)
         row = self._session_row(user, session_id)
         if row["ended_at"]:
@@ -299,71 +473,118 @@ class CompanionService:
             raise Busy("This chat is still answering an earlier message.",
                        "Wait for that reply, then send again.")
         try:
+            earlier = None
+            if idem_key:
+                earlier = self.store.turn_by_key(user.id, session_id, idem_key)
+                if earlier is not None and earlier["text"] != text:
+                    raise KeyReused()
+                if earlier is not None and earlier["reply"] is not None:
+                    lock.release()
+                    return iter(self._replayed(row, earlier))
             chat = self._chat(user, session_id)
             chat.locale = self.locale(user)
+            chat.language = user.language
             analysis = self._analyze(text)
             events_before = len(chat.events)
             context = ""
             if not chat.crisis_mode:
                 context = Memory.as_context(self._recall(user, text, exclude_session=session_id))
             chat.context = (lambda: context) if context else None
-            asked_at = time.time()
+            asked_at = time.time() if earlier is None else earlier["time"]
             turn = chat.ask(text)
             analysis["risk"] = turn.risk.as_dict()
-            # Saved before the reply streams: a client that goes away mid-reply must not take
-            # the person's message or an escalation event with it.
-            self.store.add_turn(user.id, session_id, "user", text, analysis, at=asked_at)
-            for event in chat.events[events_before:]:
-                self.store.add_event(user.id, session_id, event["type"],
-                                     {k: v for k, v in event.items() if k not in {"type", "time"}},
-                                     at=event["time"])
+            if earlier is None:
+                # Saved before the reply streams: a client that goes away mid-reply must not
+                # take the person's message or an escalation event with it.
+                self.store.add_turn(user.id, session_id, "user", text, analysis, at=asked_at,
+                                    idem_key=idem_key)
+                for event in chat.events[events_before:]:
+                    self.store.add_event(user.id, session_id, event["type"],
+                                         {k: v for k, v in event.items()
+                                          if k not in {"type", "time"}}, at=event["time"])
         except BaseException:
-            lock.release()
+            if lock.locked():
+                lock.release()
             raise
-        remember = row["mode"] == "journal" and not turn.escalated
-        return self._reply_events(user, session_id, chat, turn, analysis, asked_at, lock,
-                                  remember)
+        events: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        threading.Thread(target=self._answer, name="mindwell-reply", daemon=True, args=(
+            user, session_id, chat, turn, analysis, asked_at, lock, events, stop)).start()
+        return _drain(events, stop)
 
-    def _reply_events(self, user: User, session_id: str, chat: ChatSession, turn, analysis: dict,
-                      asked_at: float, lock: threading.Lock, remember: bool) -> Iterator[dict]:
-        pieces = []
+    def _replayed(self, row: dict, earlier: dict) -> list[dict]:
+        risk = (earlier["analysis"] or {}).get("risk") or {}
+        crisis_mode = bool(row["state"].get("crisis_mode"))
+        return [{"type": "delta", "text": earlier["reply"]},
+                {"type": "done", "reply": earlier["reply"],
+                 "escalated": bool(risk.get("escalate")) or crisis_mode,
+                 "crisis_mode": crisis_mode, "risk": risk,
+                 "emotion": (earlier["analysis"] or {}).get("emotion"), "notices": [],
+                 "replayed": True}]
+
+    def _answer(self, user: User, session_id: str, chat: ChatSession, turn, analysis: dict,
+                asked_at: float, lock: threading.Lock, events: queue.Queue,
+                stop: threading.Event) -> None:
+        """The reply thread: streams ``turn`` into ``events``, then saves the reply, the
+        chat's state and the memory, and frees the chat, in every case."""
+        pieces, failure, notices = [], None, list(turn.notices)
         try:
             for notice in turn.notices:
-                yield {"type": "notice", "text": notice}
-            for piece in turn.pieces:
-                if piece:  # byte-level tokens can finish a character later
-                    pieces.append(piece)
-                    yield {"type": "delta", "text": piece}
-        finally:
-            # Runs when the reply ends or the client leaves (the generator is closed).
+                events.put({"type": "notice", "text": notice})
             try:
-                reply = "".join(pieces).strip()
-                self.store.add_turn(user.id, session_id, "assistant", reply)
-                self.store.save_session(user.id, session_id, {
-                    "history": chat.history, "crisis_mode": chat.crisis_mode,
-                    "crisis_step": chat.crisis_step, "disclosed_at": chat.disclosed_at,
-                    "check_in_pending": chat.check_in_pending,
-                    "calm_turns": chat.calm_turns})
-                if remember:  # an erased session refuses the memory (MindwellError below)
-                    self.memory.remember(user.id, "turn", session_id, turn.user_text,
-                                         session_id=session_id, created_at=asked_at)
-            except MindwellError:
-                pass  # the session was erased meanwhile: nothing to keep
+                for piece in turn.pieces:
+                    if piece:  # byte-level tokens can finish a character later
+                        pieces.append(piece)
+                        events.put({"type": "delta", "text": piece})
+                    if stop.is_set():  # the client went away: stop the model
+                        break
             finally:
-                lock.release()
-        yield {"type": "done", "reply": reply, "escalated": turn.escalated,
-               "crisis_mode": chat.crisis_mode, "risk": turn.risk.as_dict(),
-               "emotion": analysis.get("emotion"), "notices": turn.notices}
+                turn.pieces.close()  # the chat's history takes the reply as it was shown
+        except BaseException as err:  # handed to the request below
+            failure = err
+        try:
+            reply = "".join(pieces).strip()
+            # Whether the reply was the fixed crisis reply (or a step of crisis mode): a
+            # reloaded page shows it as one, with its helplines to tap.
+            self.store.add_turn(user.id, session_id, "assistant", reply,
+                                {"escalated": turn.escalated})
+            self.store.save_session(user.id, session_id, chat.to_state())
+            row = self.store.session(user.id, session_id)
+            if row and row["mode"] == "journal" and not turn.escalated:
+                # An erased session refuses the memory (MindwellError below); a chat switched
+                # to ephemeral keeps none.
+                self.memory.remember(user.id, "turn", session_id, turn.user_text,
+                                     session_id=session_id, created_at=asked_at)
+        except StorageFull as err:
+            notice = f"{err.message} {err.hint}"
+            notices.append(notice)
+            events.put({"type": "notice", "text": notice})
+        except MindwellError:
+            pass  # the session was erased meanwhile: nothing to keep
+        except Exception as err:  # logged without text; the reply was shown
+            log.error("saving a reply failed: %s", type(err).__name__)
+        finally:
+            lock.release()
+        if failure is not None:
+            events.put(_Failed(failure))
+        else:
+            events.put({"type": "done", "reply": reply, "escalated": turn.escalated,
+                        "crisis_mode": chat.crisis_mode, "risk": turn.risk.as_dict(),
+                        "emotion": analysis.get("emotion"), "notices": notices})
+        events.put(_END)
 
     def face(self, user: User, session_id: str, image: bytes) -> dict:
         self._session_row(user, session_id)
+        from mindwell.vision.faces import decode_image
+
+        # Checked and decoded before the face models load: a bad or oversized frame is
+        # refused from its header alone.
+        frame = decode_image(image, "the uploaded frame")
         if self._face_analyzer is None:
             from mindwell.vision.faces import FaceAnalyzer
 
             self._face_analyzer = FaceAnalyzer()
-        from mindwell.vision.faces import decode_image
-
-        faces = self._face_analyzer.analyze(decode_image(image, "the uploaded frame"))
+        faces = self._face_analyzer.analyze(frame)
         if not faces:
             return {"faces": 0, "label": None, "scores": None}
         largest = max(faces, key=lambda f: f.box[2] * f.box[3])
@@ -408,27 +629,40 @@ class CompanionService:
             "disclosure": AI_DISCLOSURE,
         }
 
-    def end_session(self, user: User, session_id: str) -> dict:
+    def end_session(self, user: User, session_id: str, transcript: bool = False) -> dict:
+        """End a chat. ``log_markdown`` is the session log, with the transcript only when
+        asked for (as ``/log``). An ephemeral session is erased now and its log cannot be
+        fetched later, so it also comes as ``log_markdown_transcript``, the log with the
+        transcript: the app offers either copy, as the person chooses."""
         from mindwell.app import sessionlog
 
         row = self._session_row(user, session_id)
         ended = row["ended_at"] or time.time()
         self.store.save_session(user.id, session_id, row["state"], ended_at=ended)
-        log = self.session_log(user, session_id, transcript=True)
-        summary = sessionlog.summarize(log)
+        full = self.session_log(user, session_id, transcript=True)
+        summary = sessionlog.summarize(full)
         erased = row["mode"] == "ephemeral"
-        markdown = sessionlog.render_markdown(log)
+        markdown = sessionlog.render_markdown(full if transcript else {**full,
+                                                                       "transcript": None})
+        result = {"summary": summary, "ended_at": ended, "log_markdown": markdown,
+                  "erased": erased}
         if erased:
+            result["log_markdown_transcript"] = sessionlog.render_markdown(full)
             self.erase_session(user, session_id)
         self._chats.pop(session_id, None)
-        return {"summary": summary, "ended_at": ended, "log_markdown": markdown,
-                "erased": erased}
+        return result
 
     # -- erasure -------------------------------------------------------------------------
     def erase_session(self, user: User, session_id: str) -> bool:
         self._session_row(user, session_id)
         self._chats.pop(session_id, None)
         return self.store.delete_session(user.id, session_id)
+
+    def update_settings(self, user: User, mode: str | None = None,
+                        locale: str | None = None, language: str | None = None) -> dict:
+        """Switching to ephemeral applies to the chats open now as well (see the store)."""
+        self.store.update_settings(user.id, mode=mode, locale=locale, language=language)
+        return self.profile(user)
 
     def erase_everything(self, user: User, account: bool = False) -> dict:
         for session_id, (owner, _) in list(self._chats.items()):
@@ -442,8 +676,11 @@ class CompanionService:
         """Reply to a whole conversation sent by a client. The same safety layer as the
         app: the last user message is assessed with the conversation before generation, a
         conversation in crisis mode (recognised by mindwell's own fixed replies) stays in
-        it, and generated text passes the output guardrails. Returns the pieces and a dict
-        filled with ``escalated`` and ``risk`` once the pieces are consumed."""
+        it, and generated text passes the output guardrails. Returns the pieces and a dict:
+        ``escalated``, ``risk`` and ``disclosure`` (the AI disclosure on a conversation's
+        first reply, None after: the client shows it, the reply does not start with it), then,
+        once the pieces are consumed, ``finish_reason`` ("length" when max_tokens cut the
+        reply), ``prompt_tokens`` and ``completion_tokens`` of this request's generation."""
         if not messages or messages[-1].get("role") != "user":
             raise MindwellError("The last message must have role 'user'.")
         # The counselor's instructions always apply: a client's system message is ignored,
@@ -454,7 +691,8 @@ class CompanionService:
         for message in dialogue:
             message["content"] = self.check_text(message.get("content", ""), "content")
         dialogue = _alternating(dialogue)
-        chat = ChatSession(self.backend, safety=self.safety, sampling=sampling,
+        recorder = _Recorder(self.backend)  # this request's own generation stats
+        chat = ChatSession(recorder, safety=self.safety, sampling=sampling,
                            locale=self.locale(user))
         chat.guardrail = self.guardrail
         history = []
@@ -488,14 +726,45 @@ class CompanionService:
         chat.check_in_pending = bool(replies) and _asked_check_in(replies[-1])
         first = sum(m["role"] == "user" for m in dialogue) == 1
         turn = chat.ask(dialogue[-1]["content"], decline=seeks)
-        info = {"escalated": turn.escalated, "risk": turn.risk.as_dict()}
+        # The disclosure opens every conversation, on every route, once.
+        info = {"escalated": turn.escalated, "risk": turn.risk.as_dict(),
+                "disclosure": AI_DISCLOSURE if first else None, "finish_reason": "stop",
+                "prompt_tokens": 0, "completion_tokens": 0}
 
         def pieces() -> Iterator[str]:
-            if first:  # the disclosure opens every conversation, on every route
-                yield AI_DISCLOSURE + "\n\n"
             yield from turn.pieces
+            stats = recorder.last_stats
+            info.update(finish_reason="length" if stats.finish_reason == "length" else "stop",
+                        prompt_tokens=stats.prompt_tokens,
+                        completion_tokens=stats.completion_tokens)
 
         return pieces(), info
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Sentence vectors of the memory encoder (Ollama's /api/embed); nothing is kept."""
+        texts = [self.check_text(text, "input") for text in texts]
+        return [[round(float(x), 7) for x in row] for row in self.memory.embed(texts)]
+
+
+class _Recorder(Backend):
+    """The shared queued backend, seen by one request: ``last_stats`` are this request's
+    (the queue's own are whichever request finished last)."""
+
+    def __init__(self, queued: QueuedBackend) -> None:
+        super().__init__()
+        self.inner = queued
+        self.name = queued.name
+        self.context_length = queued.context_length
+
+    def _stream(self, messages: list[Message], params: SamplingParams) -> Iterator[str]:
+        stats = yield from self.inner.stream_with_stats(messages, params)
+        self.last_stats = stats or GenerationStats()
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        return self.inner.count_tokens(messages)
+
+    def prompt_bytes(self, messages: list[Message]) -> int | None:
+        return self.inner.prompt_bytes(messages)
 
 
 def _asks_for_method(risk) -> bool:
@@ -529,3 +798,44 @@ def _is_fixed_reply(text: str) -> bool:
 def _asked_check_in(text: str) -> bool:
     """The reply ended with mindwell's check-in question (the yes or no comes next)."""
     return any(question.split("{line}")[0][:60] in text for question in CHECK_IN.values())
+
+
+_END = object()
+
+
+class _Failed:
+    """The reply thread's exception, raised again in the request that reads the events."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _drain(events: queue.Queue, stop: threading.Event) -> Iterator[dict]:
+    """The events of a reply thread as they come. Closing this early (the client left)
+    tells the thread to stop the model; the thread saves and frees the chat either way."""
+    try:
+        while True:
+            event = events.get()
+            if event is _END:
+                return
+            if isinstance(event, _Failed):
+                raise event.error
+            yield event
+    finally:
+        stop.set()
+
+
+def _model_name(backend: Backend) -> str:
+    """The served model's own name: a GGUF's file name, a checkpoint's folder, a remote
+    server's model; the backend's kind only when none is known."""
+    inner = getattr(backend, "inner", backend)
+    path = getattr(inner, "model_path", None)
+    if path:
+        return Path(path).stem
+    model = getattr(inner, "model", None)
+    if isinstance(model, str) and model != "default":
+        return model
+    name_or_path = getattr(getattr(model, "config", None), "name_or_path", None)
+    if name_or_path:
+        return Path(str(name_or_path)).name
+    return inner.name

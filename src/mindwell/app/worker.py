@@ -9,12 +9,13 @@ away cancels its job, queued or running.
 
 from __future__ import annotations
 
+import copy
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 
-from mindwell.inference.base import Backend, Message, SamplingParams
+from mindwell.inference.base import Backend, GenerationStats, Message, SamplingParams
 
 _DONE = object()
 
@@ -82,19 +83,27 @@ class QueuedBackend(Backend):
             job.cancelled.set()  # the consumer stopped early (client gone): stop the model
 
     def _stream(self, messages: list[Message], params: SamplingParams) -> Iterator[str]:
+        stats = yield from self.stream_with_stats(messages, params)
+        if stats is not None:
+            self.last_stats = stats
+
+    def stream_with_stats(self, messages: list[Message], params: SamplingParams
+                          ) -> Generator[str, None, GenerationStats | None]:
+        """The pieces; the generation's own stats are the return value (None if it was
+        stopped), safe from requests that run after it."""
+
         def run(emit, cancelled):
             pieces = self.inner._stream(messages, params)
             try:
                 for piece in pieces:
                     if cancelled.is_set():
-                        break
+                        return None
                     emit(piece)
             finally:
                 pieces.close()
-            self.last_stats = self.inner.last_stats
-            return None
+            return copy.deepcopy(self.inner.last_stats)
 
-        yield from self._results(self._submit(run))
+        return (yield from self._results(self._submit(run)))
 
     def call(self, function: Callable[[], object]) -> object:
         """Run ``function`` on the model thread (e.g. tokenizing) and return its result."""

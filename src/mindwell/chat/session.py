@@ -20,6 +20,7 @@ from mindwell.safety.crisis import (
     ANSWERS_YES,
     DECLINE_DOSE,
     SAFE_AGAIN,
+    answers_safe,
     check_in_question,
     crisis_mode_reply,
     says_safe,
@@ -60,6 +61,9 @@ class ChatSession:
         self.safety = safety or SafetyGate()
         self.sampling = sampling or SamplingParams()
         self.locale = locale
+        # The person's chosen language for the app ("ko": fixed replies such as the crisis
+        # reply are in Korean whatever the message's language); None: the message decides.
+        self.language: str | None = None
         self.max_message_chars = max_message_chars
         self.history: list[Message] = []  # user/assistant turns, without the system prompt
         # What the person wrote, as written: the safety gate reads these, never the
@@ -79,6 +83,22 @@ class ChatSession:
         self.events: list[dict] = []
         self.clock: Callable[[], float] = time.time
         self.disclosed_at = self.clock()  # front ends show AI_DISCLOSURE when a chat starts
+
+    def to_state(self) -> dict:
+        """What a stored conversation needs to go on where it was (JSON-ready)."""
+        return {"history": self.history, "crisis_mode": self.crisis_mode,
+                "crisis_step": self.crisis_step, "disclosed_at": self.disclosed_at,
+                "check_in_pending": self.check_in_pending, "calm_turns": self.calm_turns}
+
+    def from_state(self, state: dict, started_at: float | None = None) -> None:
+        """Go on from ``to_state``'s dict (``started_at``: when the chat began, the
+        disclosure's time for a state saved before any reply)."""
+        self.history = list(state.get("history", []))
+        self.crisis_mode = bool(state.get("crisis_mode", False))
+        self.crisis_step = int(state.get("crisis_step", 0))
+        self.check_in_pending = bool(state.get("check_in_pending", False))
+        self.calm_turns = int(state.get("calm_turns", 0))
+        self.disclosed_at = state.get("disclosed_at", started_at or self.disclosed_at)
 
     def reset(self) -> None:
         self.history.clear()
@@ -107,7 +127,7 @@ class ChatSession:
         if now - self.disclosed_at >= DISCLOSURE_INTERVAL_S:
             notices.append(AI_DISCLOSURE)
             self.disclosed_at = now
-        korean = detect_language(text) == "ko"
+        korean = self.language == "ko" or detect_language(text) == "ko"
 
         # The one place every user message is checked before generation.
         risk = self.safety.assess(text, self.said, separate_entries=self.calm_turns > 0)
@@ -115,6 +135,11 @@ class ChatSession:
         self.said = [*self.said[-11:], text]
         lang = "ko" if korean else "en"
         answered_check_in, self.check_in_pending = self.check_in_pending, False
+        if risk.escalate and (self.crisis_mode or answered_check_in) and answers_safe(text):
+            # A plain answer to the safety question ("I'm safe. I won't hurt myself."): the
+            # gate reads "hurt myself" in it, but it says what the question asked to hear.
+            risk.action, risk.escalate, risk.level = "normal", False, "none"
+            risk.reasons.append("answered the safety question: safe")
         if not risk.escalate and answered_check_in and not self.crisis_mode and (
                 ANSWERS_YES.search(text) and not ANSWERS_NO.search(text)):
             risk.action, risk.escalate, risk.level = "protocol", True, "high"
@@ -129,7 +154,7 @@ class ChatSession:
         if self.crisis_mode:
             # Already in crisis mode: the safety plan goes on step by step (the gate reads
             # the conversation, so it keeps finding the crisis that started it).
-            if says_safe(text) and not risk.escalate:
+            if (says_safe(text) or answers_safe(text)) and not risk.escalate:
                 self.crisis_mode = False
                 # For the next messages the crisis only raises the gate's attention (as
                 # between diary entries): read together with it, "what should I cook?" would

@@ -84,7 +84,9 @@ class Modelfile:
 
 
 def build_modelfile(gguf_name: str, template: ChatTemplate, system_prompt: str,
-                    context: int = 4096) -> Modelfile:
+                    context: int = 4096, name: str = "mindwell-counselor") -> Modelfile:
+    """The Modelfile for ``gguf_name``; its comment creates the model under ``name`` (the
+    name the export registered)."""
     go_template = GO_TEMPLATES.get(template.name)
     if go_template is None:
         raise MindwellError(
@@ -95,8 +97,8 @@ def build_modelfile(gguf_name: str, template: ChatTemplate, system_prompt: str,
     stops = template.stop_strings
     lines = [
         "# Ollama Modelfile written by `mindwell export`.",
-        "# Create and run:  ollama create mindwell-counselor -f Modelfile",
-        "#                  ollama run mindwell-counselor",
+        f"# Create and run:  ollama create {name} -f Modelfile",
+        f"#                  ollama run {name}",
         f"FROM ./{gguf_name}",
         "",
         f'TEMPLATE """{go_template}"""',

@@ -19,9 +19,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from rich.console import Console
-
 from mindwell.errors import MindwellError
+from mindwell.export.progress import step
 from mindwell.paths import cache_dir
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
@@ -36,8 +35,9 @@ QUANTIZE_TYPES = {
     "q5_k_s", "q5_k_m", "q6_k",
 }
 KNOWN_TYPES = CONVERTER_TYPES | QUANTIZE_TYPES
-
-console = Console(stderr=True)
+# Block types gguf-py can also quantize in Python: made that way when no llama-quantize is
+# built, so they need no compiler (k-quants do).
+PYTHON_QUANTIZE_TYPES = {"q4_0", "q4_1", "q5_0", "q5_1"}
 
 
 def tools_dir() -> Path:
@@ -79,8 +79,8 @@ def llama_cpp_dir() -> Path:
 
 def _fetch_sdist(root: Path) -> Path:
     spec = f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}"
-    with tempfile.TemporaryDirectory() as download, console.status(
-        f"Fetching llama.cpp's converter once ({spec} source, about 75 MB)..."
+    with tempfile.TemporaryDirectory() as download, step(
+        f"Fetching llama.cpp's converter once ({spec} source, about 75 MB)"
     ):
         result = subprocess.run(
             [sys.executable, "-m", "pip", "download", spec, "--no-deps", "--no-binary",
@@ -110,7 +110,7 @@ def _fetch_sdist(root: Path) -> Path:
 
 
 def _run(command: list[str], what: str, env: dict | None = None) -> None:
-    with console.status(f"{what}..."):
+    with step(what):
         result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-12:])
@@ -147,15 +147,27 @@ def convert_lora(adapter_dir: Path, base_dir: Path, outfile: Path) -> Path:
     return outfile
 
 
+def _build_dir() -> Path:
+    if os.environ.get(CHECKOUT_ENV):
+        return Path(os.environ[CHECKOUT_ENV]).expanduser() / "build"
+    return tools_dir() / f"llama.cpp-{LLAMA_CPP_PYTHON_VERSION}-build"
+
+
+def built_quantize_binary() -> Path | None:
+    """llama-quantize if it is built already (or on PATH), without building it."""
+    for candidate in (_build_dir() / "bin" / "llama-quantize", shutil.which("llama-quantize")):
+        if candidate and Path(candidate).exists():
+            return Path(candidate)
+    return None
+
+
 def quantize_binary() -> Path:
     """llama.cpp's llama-quantize, compiled once from the fetched tree (a few minutes)."""
     root = llama_cpp_dir()
-    build = tools_dir() / f"llama.cpp-{LLAMA_CPP_PYTHON_VERSION}-build"
-    if os.environ.get(CHECKOUT_ENV):
-        build = Path(os.environ[CHECKOUT_ENV]).expanduser() / "build"
-    for candidate in (build / "bin" / "llama-quantize", shutil.which("llama-quantize")):
-        if candidate and Path(candidate).exists():
-            return Path(candidate)
+    build = _build_dir()
+    built = built_quantize_binary()
+    if built is not None:
+        return built
     missing = [tool for tool in ("cmake", "c++") if shutil.which(tool) is None]
     if missing:
         raise MindwellError(
@@ -180,8 +192,59 @@ def quantize_binary() -> Path:
 
 
 def quantize(source: Path, target: Path, qtype: str) -> Path:
+    """``source`` (the stamped f16 GGUF) quantized to ``qtype``: with llama-quantize, or in
+    Python for the block types gguf-py knows when llama-quantize is not built."""
+    if qtype in PYTHON_QUANTIZE_TYPES and built_quantize_binary() is None:
+        with step(f"Quantizing to {qtype} with gguf-py (llama-quantize is not built)"):
+            return quantize_in_python(source, target, qtype)
     _run(
         [str(quantize_binary()), str(source), str(target), qtype.upper()],
         f"Quantizing to {qtype} with llama-quantize",
     )
+    return target
+
+
+def quantize_in_python(source: Path, target: Path, qtype: str) -> Path:
+    """Every weight matrix of ``source`` whose rows split into whole blocks becomes
+    ``qtype`` (gguf-py's port of llama.cpp's reference rounding); the token embedding (also
+    the output matrix of tied models, which llama-quantize keeps at q6_k) and every vector
+    stay as they are. Metadata is copied, with the new file type."""
+    import gguf
+    import numpy as np
+
+    kind = gguf.GGMLQuantizationType[qtype.upper()]
+    block = gguf.GGML_QUANT_SIZES[kind][0]
+    file_type = {"q4_0": gguf.LlamaFileType.MOSTLY_Q4_0, "q4_1": gguf.LlamaFileType.MOSTLY_Q4_1,
+                 "q5_0": gguf.LlamaFileType.MOSTLY_Q5_0,
+                 "q5_1": gguf.LlamaFileType.MOSTLY_Q5_1}[qtype]
+    reader = gguf.GGUFReader(str(source))
+    architecture = reader.fields["general.architecture"].contents()
+    partial = target.with_name(target.name + ".partial")
+    writer = gguf.GGUFWriter(str(partial), arch=architecture, endianess=reader.endianess)
+    for field in reader.fields.values():
+        if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
+            continue
+        if field.name == gguf.Keys.General.FILE_TYPE:
+            writer.add_file_type(int(file_type))
+            continue
+        value_type = field.types[0]
+        sub_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(field.name, field.contents(), value_type, sub_type=sub_type)
+    written = []
+    for tensor in reader.tensors:
+        data, raw_type = tensor.data, tensor.tensor_type
+        floats = raw_type in (gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32)
+        if (floats and data.ndim == 2 and data.shape[-1] % block == 0
+                and tensor.name not in ("token_embd.weight", "output.weight")):
+            data, raw_type = gguf.quants.quantize(np.asarray(data, dtype=np.float32), kind), kind
+        writer.add_tensor_info(tensor.name, data.shape, data.dtype, data.nbytes, raw_type)
+        written.append(data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for data in written:
+        writer.write_tensor_data(data, tensor_endianess=reader.endianess)
+    writer.close()
+    del reader
+    partial.replace(target)
     return target

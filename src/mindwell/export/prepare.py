@@ -68,6 +68,25 @@ def run_task(run_dir: Path) -> str:
     return "sft"
 
 
+def run_base(run_dir: Path) -> str | None:
+    """Where the untuned base of a run loads from (its recipe's model), or None."""
+    from mindwell.models.hf import checkpoint_location
+
+    recipe = Path(run_dir) / "recipe.yaml"
+    if not recipe.exists():
+        return None
+    model = (yaml.safe_load(recipe.read_text()) or {}).get("model")
+    if not model:
+        return None
+    if model == "tiny-gemma":  # built in code and saved beside the run
+        base = Path(run_dir) / "base"
+        return str(base) if (base / "config.json").exists() else None
+    try:
+        return checkpoint_location(resolve(str(model)))
+    except MindwellError:
+        return None
+
+
 def chat_template_for(config_model_type: str, tokenizer) -> ChatTemplate:
     """The template the run trained with: the family's, else the tokenizer's own."""
     from mindwell.inference.templates import template_from_source

@@ -25,11 +25,18 @@ def print_result(result: ExportResult) -> bool:
     checks.add_column("result")
     checks.add_column("detail", overflow="fold")
     for check in result.report.checks:
-        checks.add_row(check.name, "[green]pass[/]" if check.ok else "[red]FAIL[/]",
-                       check.summary)
+        status = ("[red]FAIL[/]" if not check.ok else "[yellow]warn[/]" if check.warn
+                  else "[green]pass[/]")
+        checks.add_row(check.name, status, check.summary)
     console.print(checks)
+    for check in result.report.checks:
+        if check.warn:
+            console.print(f"[yellow]Warning ({check.name}):[/] {check.summary}", highlight=False)
     if not result.report.ok:
         failed = ", ".join(check.name for check in result.report.failed())
         console.print(f"[red]Verification failed: {failed}.[/] The exported files may not "
                       "answer like the trained model; see verify.json for what differs.")
+        finetune = next((c for c in result.report.failed() if c.name == "finetune"), None)
+        if finetune is not None:
+            console.print(finetune.summary.split(" [share of")[0], highlight=False)
     return result.report.ok

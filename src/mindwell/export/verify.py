@@ -17,6 +17,15 @@ Each check targets one way a fine-tuned model breaks after export:
   candidate logits are closer than TIE_LOGIT_GAP (a tie that f16 arithmetic may flip).
 - lora: the LoRA GGUF applied to the base (as llama.cpp's ``--lora`` does) decodes like the
   merged file.
+- finetune: every file (each quantization, and the LoRA GGUF on its base) still carries
+  the fine-tune, judged against the trained PyTorch model *and* the untuned base. Both
+  PyTorch models answer the generation prompts greedily; each file (its weights as stored)
+  scores both reply sets, and its preference margin (mean reply NLL on the trained replies
+  minus on the base's) is placed between the base's margin (0 %) and the trained model's
+  (100 %). Quantization noise raises both NLLs alike and cancels in the margin; a fine-tune
+  rounded away moves the file to the base. Below KEPT_FAIL the check fails, below KEPT_WARN
+  it warns, with the remedy. Greedy agreement of each file (llama.cpp) with either model
+  is reported beside it.
 - perplexity: held-out text through every exported file (weights dequantized exactly as
   llama.cpp stores them) against the PyTorch model; f16 must match, quantizations report
   their increase.
@@ -42,6 +51,18 @@ COMPARE_TOKENS = 32
 TIE_LOGIT_GAP = 0.05
 # f16 weights should change perplexity by well under 1 %; more means a conversion bug.
 F16_PPL_TOLERANCE = 0.01
+# Share of the fine-tune (see finetune above) a file must keep: below KEPT_FAIL it answers
+# like the untuned base and fails; below KEPT_WARN it passes with a warning.
+KEPT_FAIL = 0.5
+KEPT_WARN = 0.8
+# A trained model whose margin over the base is below this (nats per reply token) changed
+# too little to tell whether a file kept it.
+MIN_MARGIN = 0.005
+FINETUNE_TOKENS = COMPARE_TOKENS
+REMEDY = ("ship the LoRA GGUF on the base instead (llama.cpp --lora, or an Ollama ADAPTER "
+          "line), export q8_0 (--quant q8_0), or train from an unquantized base where one is "
+          "available: re-quantizing rounds small fine-tune deltas back onto the grid of a "
+          "base that was itself quantized")
 
 
 @dataclass
@@ -50,6 +71,7 @@ class Check:
     ok: bool
     summary: str
     details: dict = field(default_factory=dict)
+    warn: bool = False  # passed, but with something to act on (in the summary)
 
 
 @dataclass
@@ -233,6 +255,127 @@ def check_lora(merged_backend, adapted_backend, max_tokens: int = 64) -> Check:
                  {"mean_agreement": round(mean, 3), "rows": rows})
 
 
+@dataclass
+class Probe:
+    """The generation prompts as token ids, and the greedy replies of the trained model and
+    of the untuned base to each (the first FINETUNE_TOKENS tokens)."""
+
+    prompts: list[list[int]]
+    trained: list[list[int]]
+    base: list[list[int]]
+
+    def differing(self) -> list[int]:
+        """Prompts where the two models answer differently (only these tell them apart)."""
+        return [i for i, (t, b) in enumerate(zip(self.trained, self.base, strict=True))
+                if t != b and t and b]
+
+
+def greedy_replies(model, tokenizer, template: ChatTemplate,
+                   max_tokens: int = FINETUNE_TOKENS) -> tuple[list[list[int]], list[list[int]]]:
+    """(prompt ids, greedy reply ids) for every generation prompt, stop token included."""
+    import torch
+
+    stop_ids = [tokenizer.convert_tokens_to_ids(t) for t in template.stop_strings]
+    stop_ids = [i for i in stop_ids if isinstance(i, int) and i >= 0]
+    prompts, replies = [], []
+    for prompt in GENERATION_PROMPTS:
+        ids = tokenizer(template.render([{"role": "user", "content": prompt}], with_bos=True),
+                        add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            out = model.generate(ids, max_new_tokens=max_tokens, do_sample=False,
+                                 eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
+                                 repetition_penalty=1.0, temperature=None, top_p=None,
+                                 top_k=None)
+        prompts.append(ids[0].tolist())
+        replies.append(out[0, ids.shape[1]:].tolist())
+    return prompts, replies
+
+
+def reply_nll(model, prompts: list[list[int]], replies: list[list[int]],
+              which: list[int]) -> float:
+    """Mean negative log-likelihood per reply token of ``replies[i]`` after ``prompts[i]``
+    for every i in ``which``."""
+    import torch
+
+    total, count = 0.0, 0
+    for index in which:
+        prompt, reply = prompts[index], replies[index]
+        ids = torch.tensor([prompt + reply])
+        with torch.no_grad():
+            logits = model(ids).logits[0, len(prompt) - 1:-1].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        total -= float(logprobs.gather(1, torch.tensor(reply)[:, None]).sum())
+        count += len(reply)
+    return total / max(count, 1)
+
+
+def preference_margin(model, probe: Probe) -> float:
+    """Reply NLL on the trained model's replies minus on the base's: negative for a model
+    that prefers the trained replies, positive for one that prefers the base's."""
+    which = probe.differing()
+    return (reply_nll(model, probe.prompts, probe.trained, which)
+            - reply_nll(model, probe.prompts, probe.base, which))
+
+
+def _agreement(reference: list[int], got: list[int]) -> float:
+    window = min(COMPARE_TOKENS, len(reference))
+    return min(_first_difference(reference, got), window) / window if window else 1.0
+
+
+@dataclass
+class FileBehaviour:
+    """How one exported file (or the LoRA GGUF on its base) behaves on the probe."""
+
+    name: str
+    margin: float  # preference_margin with the file's weights as stored
+    replies: list[list[int]]  # llama.cpp's greedy replies to the generation prompts
+
+
+def check_finetune(probe: Probe, trained_margin: float, base_margin: float,
+                   files: list[FileBehaviour]) -> Check:
+    """Does every file still carry the fine-tune, or has it fallen back to the base?"""
+    which = probe.differing()
+    span = base_margin - trained_margin  # > 0 when the fine-tune moved the model
+    rows = {}
+    for item in files:
+        kept = (base_margin - item.margin) / span if span > 0 else None
+        rows[item.name] = {
+            "kept": None if kept is None else round(kept, 3),
+            "margin": round(item.margin, 4),
+            "agreement_with_trained": round(sum(_agreement(t, r) for t, r in zip(
+                probe.trained, item.replies, strict=True)) / len(item.replies), 3),
+            "agreement_with_base": round(sum(_agreement(b, r) for b, r in zip(
+                probe.base, item.replies, strict=True)) / len(item.replies), 3),
+            "replies_equal_to_base": sum(r == b for r, b in zip(item.replies, probe.base,
+                                                                 strict=True)),
+        }
+    details = {"trained_margin": round(trained_margin, 4), "base_margin": round(base_margin, 4),
+               "prompts_that_differ": len(which), "prompts": len(probe.prompts),
+               "tokens": FINETUNE_TOKENS, "files": rows}
+    if not which or span < MIN_MARGIN:
+        return Check("finetune", True, (
+            f"the fine-tune changed too little to measure (the trained model and the base "
+            f"answer {len(probe.prompts) - len(which)}/{len(probe.prompts)} prompts alike; "
+            f"margin {max(span, 0.0):.4f} nats per token): nothing a file could lose"),
+            details, warn=True)
+    lost = [name for name, row in rows.items() if row["kept"] < KEPT_FAIL]
+    weak = [name for name, row in rows.items() if KEPT_FAIL <= row["kept"] < KEPT_WARN]
+    shown = ", ".join(f"{name} {row['kept']:.0%}" for name, row in rows.items())
+    summary = (f"share of the fine-tune kept (0 % = the untuned base, 100 % = the trained "
+               f"model, over {len(which)} prompts where they differ): {shown}")
+    if lost or weak:
+        name = (lost or weak)[0]
+        row = rows[name]
+        keeping = [n for n, r in rows.items() if r["kept"] >= KEPT_WARN]
+        summary = (f"{'LOST' if lost else 'WEAK'}: {name} keeps {row['kept']:.0%} of the "
+                   f"fine-tune and answers like the untuned base (greedy agreement with the "
+                   f"base {row['agreement_with_base']:.0%}, with the trained model "
+                   f"{row['agreement_with_trained']:.0%}). Remedy: {REMEDY}"
+                   + (f". These files keep it: {', '.join(keeping)}" if keeping else "")
+                   + f". [{summary}]")
+    return Check("finetune", not lost, summary, details, warn=bool(weak) and not lost)
+
+
 def perplexity(model, tokenizer, texts: list[str]) -> float:
     import torch
 
@@ -259,13 +402,75 @@ def load_gguf_weights(path: Path, config=None):
     return model.eval()
 
 
-def check_perplexity(model, tokenizer, files: dict[str, Path],
-                     texts: list[str] | None = None) -> Check:
+def lora_gguf_deltas(lora: Path, model) -> dict[str, object]:
+    """Weight name -> the update (B @ A * alpha / r) a LoRA GGUF adds to ``model``'s weight,
+    read from the file itself, in the layout of ``model`` (transformers' names)."""
+    import gguf
+    import numpy as np
+    import torch
+
+    reader = gguf.GGUFReader(str(lora))
+    alpha = float(reader.fields["adapter.lora.alpha"].contents())
+    tensors = {t.name: t for t in reader.tensors}
+
+    def array(name: str) -> np.ndarray:
+        tensor = tensors[name]
+        shape = [int(n) for n in reversed(tensor.shape.tolist())]
+        values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+        return np.asarray(values, dtype=np.float32).reshape(shape)
+
+    names = {value: key for key, value in gguf.MODEL_ARCH_NAMES.items()}
+    architecture = names[str(reader.fields["general.architecture"].contents())]
+    config = model.config
+    name_map = gguf.get_tensor_name_map(architecture, config.num_hidden_layers)
+    deltas = {}
+    for weight_name, weight in model.named_parameters():
+        if weight.ndim != 2:
+            continue
+        gguf_name = name_map.get_name(weight_name, try_suffixes=(".weight",))
+        if gguf_name is None or f"{gguf_name}.lora_a" not in tensors:
+            continue
+        a, b = array(f"{gguf_name}.lora_a"), array(f"{gguf_name}.lora_b")
+        delta = torch.from_numpy(b @ a * (alpha / a.shape[0]))
+        if architecture == gguf.MODEL_ARCH.LLAMA and gguf_name.endswith(
+                ("attn_q.weight", "attn_k.weight")):
+            # llama.cpp's converter permutes Llama's q and k rows for its rope layout.
+            heads = config.num_attention_heads if gguf_name.endswith("attn_q.weight") else (
+                config.num_key_value_heads or config.num_attention_heads)
+            delta = delta.reshape(heads, delta.shape[0] // heads // 2, 2, -1).swapaxes(
+                1, 2).reshape(delta.shape)
+        deltas[weight_name] = delta
+    if not deltas:
+        raise ValueError(f"{lora.name} holds no LoRA tensor for this model's layers")
+    return deltas
+
+
+def load_lora_on_base(base_gguf: Path, lora: Path, config=None):
+    """The base GGUF's weights as stored plus the LoRA GGUF's updates: what llama.cpp runs
+    with ``--lora``."""
+    import torch
+
+    model = load_gguf_weights(base_gguf, config)
+    deltas = lora_gguf_deltas(lora, model)
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if name in deltas:
+                weight += deltas[name].to(weight.dtype)
+    return model
+
+
+def check_perplexity(model, tokenizer, files: dict[str, Path] | None = None,
+                     texts: list[str] | None = None, measured: dict | None = None) -> Check:
+    """Held-out perplexity of every file against PyTorch. ``measured`` (file name ->
+    perplexity) is used where the files were loaded already."""
     texts = texts or HELDOUT_TEXT
     reference = perplexity(model, tokenizer, texts)
     rows = {"pytorch": {"perplexity": round(reference, 4), "increase_pct": 0.0}}
-    for qtype, path in files.items():
-        value = perplexity(load_gguf_weights(path, model.config), tokenizer, texts)
+    values = dict(measured or {})
+    for qtype, path in (files or {}).items():
+        if qtype not in values:
+            values[qtype] = perplexity(load_gguf_weights(path, model.config), tokenizer, texts)
+    for qtype, value in values.items():
         rows[qtype] = {"perplexity": round(value, 4),
                        "increase_pct": round(100 * (value / reference - 1), 2)}
     problems = [q for q in ("f16", "f32", "bf16") if q in rows

@@ -29,10 +29,14 @@ class Memory:
         self.embed = embed
 
     def remember(self, user_id: int, kind: str, ref_id: str | int, text: str,
-                 session_id: str | None = None, created_at: float | None = None) -> int:
+                 session_id: str | None = None, created_at: float | None = None,
+                 if_entry_exists: bool = False) -> int | None:
+        """The memory's id; None when ``if_entry_exists`` and the diary entry is gone (or
+        already has its memory)."""
         vector = self.embed([text])[0]
         return self.store.add_memory(user_id, kind, str(ref_id), text, vector,
-                                     session_id=session_id, created_at=created_at)
+                                     session_id=session_id, created_at=created_at,
+                                     if_entry_exists=if_entry_exists)
 
     def recall(self, user_id: int, query: str, k: int = 3, exclude_session: str | None = None,
                min_score: float = MIN_SCORE) -> list[dict]:

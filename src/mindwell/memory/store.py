@@ -11,14 +11,24 @@ Rules every method keeps:
 - a write is committed before the method returns, so an acknowledged diary entry survives
   the server being killed (SQLite: ``synchronous=FULL``);
 - erasure deletes rows for real: SQLite overwrites freed pages (``secure_delete``) and the
-  WAL is truncated afterwards, PostgreSQL vacuums the tables.
+  WAL is truncated afterwards, PostgreSQL vacuums the tables;
+- erasure wins a race with a write in flight: a memory is inserted only while its diary entry
+  or session still exists, in one statement (SQLite: under the write lock; PostgreSQL: with
+  the parent row locked), so an erase never reports done and then finds a row written after;
+- a full disk is a clear ``StorageFull``, and erasure still works then: SQLite keeps a small
+  reserve file beside the database, given up to let an erase write its journal, and an erase
+  that still does not fit goes in small committed batches;
+- SQLite files are private: the data directory is 0700, the database and its -wal and -shm
+  files 0600 (SQLite creates the last two with the database file's mode).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -27,6 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import numpy as np
@@ -35,9 +46,14 @@ from mindwell.errors import MindwellError
 
 EMBEDDING_DIM = 512  # the embedded multilingual Universal Sentence Encoder
 MODES = ("journal", "ephemeral")
+LANGUAGES = ("en", "ko")  # of the app's words; none set: the browser's
+MOODS = range(1, 6)  # a check-in's mood: 1 (awful) to 5 (great)
 KEY_PREFIX = "mw_"
 SQLITE_HEADER = b"SQLite format 3\x00"
 DAMAGED_HINT = "If the file is damaged, move it aside; mindwell never overwrites it."
+RESERVE_BYTES = 2 * 1024 * 1024  # freed on a full disk so that an erase can still commit
+ERASE_BATCH = 16  # rows per transaction when an erase must go in pieces (full disk)
+MAX_IDEMPOTENCY_KEY = 200
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -71,7 +87,29 @@ CREATE TABLE IF NOT EXISTS memories (
     session_id TEXT REFERENCES sessions(id) ON DELETE CASCADE,
     created_at {float} NOT NULL, text TEXT NOT NULL, embedding {vector} NOT NULL);
 CREATE INDEX IF NOT EXISTS memories_user ON memories(user_id);
+CREATE TABLE IF NOT EXISTS checkins (
+    id {pk}, user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at {float} NOT NULL, mood INTEGER NOT NULL, tags TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS checkins_user ON checkins(user_id, created_at);
 """
+# Columns added after the first release, for databases created before them.
+_ADDED_COLUMNS = (("diary_entries", "idem_key", "TEXT"), ("turns", "idem_key", "TEXT"),
+                  ("users", "language", "TEXT"))
+_ADDED_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS diary_idem ON diary_entries(user_id, idem_key);
+CREATE UNIQUE INDEX IF NOT EXISTS turns_idem ON turns(session_id, idem_key);
+"""
+
+
+class StorageFull(MindwellError):
+    """The disk (or the database server's disk) has no room left for a write."""
+
+    def __init__(self, where: str = "the data directory") -> None:
+        super().__init__(
+            f"The disk holding {where} is full: nothing was saved.",
+            "Free some space on that disk, then try again. Erasing data (DELETE /api/v1/data, "
+            "a diary entry or a session) still works while the disk is full.")
+
 
 
 @dataclass(frozen=True)
@@ -80,6 +118,7 @@ class User:
     name: str
     mode: str
     locale: str | None
+    language: str | None = None  # "en", "ko"; None: the browser's language
 
 
 def hash_key(key: str) -> str:
@@ -110,7 +149,7 @@ class Store:
         path = Path(text).expanduser()
         if path.suffix in {".db", ".sqlite", ".sqlite3"}:
             return SQLiteStore(path)
-        return SQLiteStore(path / "mindwell.db")
+        return SQLiteStore(path / "mindwell.db", private_dir=True)
 
     def _connect(self):
         raise NotImplementedError
@@ -148,18 +187,35 @@ class Store:
         return sql
 
     @contextmanager
-    def _tx(self) -> Iterator:
+    def _tx(self, write: bool = False) -> Iterator:
+        """One transaction. ``write``: it reads before it writes and the two must see the
+        same data (SQLite takes the write lock at the start; PostgreSQL locks rows with
+        ``FOR SHARE`` where it checks them)."""
         connection = self.conn
         cursor = connection.cursor()
         try:
+            if write:
+                self._begin_write(cursor)
             yield cursor
             connection.commit()
-        except BaseException:
+        except BaseException as err:
             with contextlib.suppress(Exception):  # a dead connection cannot roll back
                 connection.rollback()
+            translated = self._translate(err)
+            if translated is not None:
+                raise translated from err
             raise
         finally:
             cursor.close()
+
+    def _begin_write(self, cursor) -> None:
+        """Hook: SQLite starts an IMMEDIATE transaction."""
+
+    def _translate(self, err: BaseException) -> Exception | None:
+        """The database's error as a ``MindwellError`` a person can act on, or None."""
+        return None
+
+    _share = ""  # PostgreSQL: " FOR SHARE" locks a checked parent row until commit
 
     def _execute(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._tx() as cursor:
@@ -171,9 +227,10 @@ class Store:
         return cursor.rowcount
 
     def _own_session(self, cursor, user_id: int, session_id: str) -> None:
-        """Turns, events and memories go only into a session of the same user."""
-        cursor.execute(self._sql("SELECT 1 FROM sessions WHERE id = ? AND user_id = ?"),
-                       (session_id, user_id))
+        """Turns, events and memories go only into a session of the same user (checked in a
+        write transaction: the session cannot be erased before the row is in)."""
+        cursor.execute(self._sql("SELECT 1 FROM sessions WHERE id = ? AND user_id = ?"
+                                 + self._share), (session_id, user_id))
         if not cursor.fetchall():
             raise MindwellError(f"There is no session '{session_id}' for this user.",
                                 "Start a new session.")
@@ -191,24 +248,52 @@ class Store:
         return self.user_by_name(name)
 
     def user_by_name(self, name: str) -> User | None:
-        rows = self._execute("SELECT id, name, mode, locale FROM users WHERE name = ?", (name,))
+        rows = self._execute("SELECT id, name, mode, locale, language FROM users WHERE name = ?",
+                             (name,))
+        return User(*rows[0]) if rows else None
+
+    def user_by_id(self, user_id: int) -> User | None:
+        rows = self._execute("SELECT id, name, mode, locale, language FROM users WHERE id = ?",
+                             (user_id,))
         return User(*rows[0]) if rows else None
 
     def user_by_key(self, key: str) -> User | None:
         rows = self._execute(
-            "SELECT u.id, u.name, u.mode, u.locale FROM api_keys k JOIN users u "
+            "SELECT u.id, u.name, u.mode, u.locale, u.language FROM api_keys k JOIN users u "
             "ON u.id = k.user_id WHERE k.key_hash = ?", (hash_key(key),))
         return User(*rows[0]) if rows else None
 
     def update_settings(self, user_id: int, mode: str | None = None,
-                        locale: str | None = None) -> None:
+                        locale: str | None = None, language: str | None = None) -> None:
+        """``locale`` or ``language`` "" clears it (the server's default locale, the
+        browser's language)."""
+        if language is not None and language and language not in LANGUAGES:
+            raise MindwellError(f"Unknown language '{language}'.",
+                                f"Choose one of: {', '.join(LANGUAGES)}, or \"\" for the "
+                                "browser's.")
         if mode is not None:
             if mode not in MODES:
                 raise MindwellError(f"Unknown mode '{mode}'.",
                                     f"Choose one of: {', '.join(MODES)}.")
-            self._execute("UPDATE users SET mode = ? WHERE id = ?", (mode, user_id))
+            with self._tx(write=True) as cursor:
+                self._count(cursor, "UPDATE users SET mode = ? WHERE id = ?", (mode, user_id))
+                if mode == "ephemeral":
+                    # Chats open now follow the switch: nothing more of them is remembered,
+                    # what was is forgotten, and they are erased when they end.
+                    self._count(cursor, "UPDATE sessions SET mode = 'ephemeral' WHERE "
+                                "user_id = ? AND ended_at IS NULL", (user_id,))
+                    forgotten = self._count(
+                        cursor, "DELETE FROM memories WHERE user_id = ? AND session_id IN "
+                        "(SELECT id FROM sessions WHERE user_id = ? AND mode = 'ephemeral')",
+                        (user_id, user_id))
+            if mode == "ephemeral" and forgotten:
+                self._forget_vectors(user_id)
+                self._compact()
         if locale is not None:
             self._execute("UPDATE users SET locale = ? WHERE id = ?", (locale or None, user_id))
+        if language is not None:
+            self._execute("UPDATE users SET language = ? WHERE id = ?",
+                          (language or None, user_id))
 
     def create_key(self, user_id: int, label: str = "cli") -> str:
         """A new key; only its hash is stored, so this is the one time it can be shown."""
@@ -238,13 +323,40 @@ class Store:
             return self._count(cursor, sql, tuple(params))
 
     # -- diary ---------------------------------------------------------------------------
-    def add_diary(self, user_id: int, text: str, created_at: float | None = None) -> int:
+    def add_diary(self, user_id: int, text: str, created_at: float | None = None,
+                  idem_key: str | None = None) -> int:
         """Stored (and committed) before anything slow happens: analysis and the reply are
-        added by ``complete_diary``, so an acknowledged entry is never lost."""
-        rows = self._execute("INSERT INTO diary_entries (user_id, created_at, text) "
-                             "VALUES (?, ?, ?) RETURNING id",
-                             (user_id, created_at or time.time(), text))
+        added by ``complete_diary``, so an acknowledged entry is never lost. With
+        ``idem_key``, an entry already stored under that key is returned instead of a
+        second one (a client's retry)."""
+        with self._tx(write=True) as cursor:
+            cursor.execute(self._sql(
+                "INSERT INTO diary_entries (user_id, created_at, text, idem_key) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id"),
+                (user_id, created_at or time.time(), text, idem_key))
+            rows = cursor.fetchall()
+            if not rows:
+                cursor.execute(self._sql("SELECT id FROM diary_entries WHERE user_id = ? "
+                                         "AND idem_key = ?"), (user_id, idem_key))
+                rows = cursor.fetchall()
         return int(rows[0][0])
+
+    def diary_by_key(self, user_id: int, idem_key: str) -> dict | None:
+        """The entry stored under a client's idempotency key, if any."""
+        rows = self._execute(
+            "SELECT id, created_at, text, analysis, reply, escalated FROM diary_entries "
+            "WHERE user_id = ? AND idem_key = ?", (user_id, idem_key))
+        return self._diary_rows(rows)[0] if rows else None
+
+    def incomplete_diary(self, before: float | None = None) -> list[dict]:
+        """Entries stored but never analysed (the server stopped in between), all users:
+        ``user_id`` is in each dict."""
+        rows = self._execute(
+            "SELECT id, created_at, text, analysis, reply, escalated, user_id FROM "
+            "diary_entries WHERE analysis IS NULL AND created_at < ? ORDER BY id",
+            (time.time() + 1 if before is None else before,))
+        return [{**entry, "user_id": row[6]}
+                for entry, row in zip(self._diary_rows(rows), rows, strict=True)]
 
     def complete_diary(self, user_id: int, entry_id: int, analysis: dict, reply: str | None,
                        escalated: bool) -> bool:
@@ -261,17 +373,61 @@ class Store:
             "SELECT id, created_at, text, analysis, reply, escalated FROM diary_entries "
             "WHERE user_id = ? AND created_at >= ? ORDER BY created_at DESC, id DESC LIMIT ?",
             (user_id, since or 0.0, limit))
+        return self._diary_rows(rows)
+
+    @staticmethod
+    def _diary_rows(rows) -> list[dict]:
         return [{"id": r[0], "created_at": r[1], "text": r[2],
                  "analysis": json.loads(r[3]) if r[3] else None, "reply": r[4],
                  "escalated": bool(r[5]), "stored": True} for r in rows]
 
     def delete_diary(self, user_id: int, entry_id: int) -> int:
-        with self._tx() as cursor:
-            self._count(cursor, "DELETE FROM memories WHERE user_id = ? AND kind = 'diary' "
-                        "AND ref_id = ?", (user_id, str(entry_id)))
-            deleted = self._count(cursor, "DELETE FROM diary_entries WHERE user_id = ? AND id = ?",
-                                  (user_id, entry_id))
+        def delete() -> int:
+            with self._tx(write=True) as cursor:
+                # The entry first: a memory being added for it waits for (PostgreSQL) or
+                # cannot interleave with (SQLite) this, and the next statement sees it.
+                deleted = self._count(cursor, "DELETE FROM diary_entries WHERE user_id = ? "
+                                      "AND id = ?", (user_id, entry_id))
+                self._count(cursor, "DELETE FROM memories WHERE user_id = ? AND kind = 'diary' "
+                            "AND ref_id = ?", (user_id, str(entry_id)))
+            return deleted
+
+        deleted = self._erasing(delete)
         self._forget_vectors(user_id)
+        self._compact()
+        return deleted
+
+    # -- mood check-ins ------------------------------------------------------------------
+    def add_checkin(self, user_id: int, mood: int, tags: list[str],
+                    created_at: float | None = None) -> dict:
+        """A one-tap mood (1 to 5) with optional tags, committed before returning."""
+        if mood not in MOODS:
+            raise MindwellError(f"A mood is 1 to 5, not {mood}.")
+        created = created_at or time.time()
+        with self._tx() as cursor:
+            cursor.execute(self._sql(
+                "INSERT INTO checkins (user_id, created_at, mood, tags) VALUES (?, ?, ?, ?) "
+                "RETURNING id"), (user_id, created, mood, json.dumps(tags, ensure_ascii=False)))
+            checkin_id = int(cursor.fetchall()[0][0])
+        return {"id": checkin_id, "created_at": created, "mood": mood, "tags": list(tags),
+                "stored": True}
+
+    def checkins(self, user_id: int, limit: int = 50, since: float | None = None
+                 ) -> list[dict]:
+        rows = self._execute(
+            "SELECT id, created_at, mood, tags FROM checkins WHERE user_id = ? AND "
+            "created_at >= ? ORDER BY created_at DESC, id DESC LIMIT ?",
+            (user_id, since or 0.0, limit))
+        return [{"id": r[0], "created_at": r[1], "mood": r[2], "tags": json.loads(r[3]),
+                 "stored": True} for r in rows]
+
+    def delete_checkin(self, user_id: int, checkin_id: int) -> int:
+        def delete() -> int:
+            with self._tx() as cursor:
+                return self._count(cursor, "DELETE FROM checkins WHERE user_id = ? AND id = ?",
+                                   (user_id, checkin_id))
+
+        deleted = self._erasing(delete)
         self._compact()
         return deleted
 
@@ -309,15 +465,32 @@ class Store:
                       (json.dumps(state, ensure_ascii=False), ended_at, user_id, session_id))
 
     def add_turn(self, user_id: int, session_id: str, role: str, text: str,
-                 analysis: dict | None = None, at: float | None = None) -> int:
-        with self._tx() as cursor:
+                 analysis: dict | None = None, at: float | None = None,
+                 idem_key: str | None = None) -> int:
+        with self._tx(write=True) as cursor:
             self._own_session(cursor, user_id, session_id)
             cursor.execute(self._sql(
-                "INSERT INTO turns (session_id, user_id, time, role, text, analysis) "
-                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id"),
+                "INSERT INTO turns (session_id, user_id, time, role, text, analysis, idem_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id"),
                 (session_id, user_id, at or time.time(), role, text,
-                 json.dumps(analysis, ensure_ascii=False) if analysis else None))
+                 json.dumps(analysis, ensure_ascii=False) if analysis else None, idem_key))
             return int(cursor.fetchall()[0][0])
+
+    def turn_by_key(self, user_id: int, session_id: str, idem_key: str) -> dict | None:
+        """The person's turn stored under a client's idempotency key, with ``reply``: the
+        assistant turn that followed it, or None when none was saved."""
+        rows = self._execute("SELECT id, time, text, analysis FROM turns WHERE user_id = ? "
+                             "AND session_id = ? AND idem_key = ?",
+                             (user_id, session_id, idem_key))
+        if not rows:
+            return None
+        turn_id, at, text, analysis = rows[0]
+        following = self._execute(
+            "SELECT role, text FROM turns WHERE user_id = ? AND session_id = ? AND id > ? "
+            "ORDER BY id LIMIT 1", (user_id, session_id, turn_id))
+        reply = following[0][1] if following and following[0][0] == "assistant" else None
+        return {"id": turn_id, "time": at, "text": text,
+                "analysis": json.loads(analysis) if analysis else None, "reply": reply}
 
     def turns(self, user_id: int, session_id: str) -> list[dict]:
         rows = self._execute("SELECT id, time, role, text, analysis FROM turns "
@@ -328,7 +501,7 @@ class Store:
 
     def add_event(self, user_id: int, session_id: str, kind: str, data: dict,
                   at: float | None = None) -> None:
-        with self._tx() as cursor:
+        with self._tx(write=True) as cursor:
             self._own_session(cursor, user_id, session_id)
             cursor.execute(self._sql("INSERT INTO events (session_id, user_id, time, type, data) "
                                      "VALUES (?, ?, ?, ?, ?)"),
@@ -341,14 +514,20 @@ class Store:
         return [{"time": r[0], "type": r[1], **json.loads(r[2] or "{}")} for r in rows]
 
     def delete_session(self, user_id: int, session_id: str) -> bool:
-        with self._tx() as cursor:
-            # Children first: the foreign keys cascade too, but explicit deletes keep the
-            # per-user filter visible and do not depend on the database's FK setting.
-            for table in ("memories", "events", "turns"):
-                self._count(cursor, f"DELETE FROM {table} WHERE user_id = ? AND session_id = ?",
-                            (user_id, session_id))
-            deleted = self._count(cursor, "DELETE FROM sessions WHERE user_id = ? AND id = ?",
-                                  (user_id, session_id))
+        def delete() -> int:
+            with self._tx(write=True) as cursor:
+                # The session first (a turn or memory being added waits for it, or cannot
+                # interleave), then its children: the foreign keys cascade too, but explicit
+                # deletes keep the per-user filter visible and do not depend on the
+                # database's FK setting.
+                deleted = self._count(cursor, "DELETE FROM sessions WHERE user_id = ? AND "
+                                      "id = ?", (user_id, session_id))
+                for table in ("memories", "events", "turns"):
+                    self._count(cursor, f"DELETE FROM {table} WHERE user_id = ? AND "
+                                "session_id = ?", (user_id, session_id))
+            return deleted
+
+        deleted = self._erasing(delete)
         self._forget_vectors(user_id)
         self._compact()
         return bool(deleted)
@@ -360,20 +539,40 @@ class Store:
 
     # -- memories ------------------------------------------------------------------------
     def add_memory(self, user_id: int, kind: str, ref_id: str, text: str, vector: np.ndarray,
-                   session_id: str | None = None, created_at: float | None = None) -> int:
+                   session_id: str | None = None, created_at: float | None = None,
+                   if_entry_exists: bool = False) -> int | None:
+        """``if_entry_exists`` (a diary memory): added only while diary entry ``ref_id``
+        exists and has no memory yet, else None; an erase of the entry running meanwhile
+        either comes first (nothing is added) or deletes the memory too."""
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if vector.shape[0] != EMBEDDING_DIM:
             raise MindwellError(f"A memory vector has {vector.shape[0]} dimensions, "
                                 f"expected {EMBEDDING_DIM}.")
-        with self._tx() as cursor:
+        values = (user_id, kind, str(ref_id), session_id, created_at or time.time(), text,
+                  self._encode_vector(vector))
+        with self._tx(write=True) as cursor:
             if session_id is not None:
                 self._own_session(cursor, user_id, session_id)
-            cursor.execute(self._sql(
-                "INSERT INTO memories (user_id, kind, ref_id, session_id, created_at, text, "
-                f"embedding) VALUES (?, ?, ?, ?, ?, ?, {self._vector_param}) RETURNING id"),
-                (user_id, kind, str(ref_id), session_id, created_at or time.time(), text,
-                 self._encode_vector(vector)))
-            memory_id = int(cursor.fetchall()[0][0])
+            if if_entry_exists:
+                entry_id = int(ref_id)
+                if self._share:  # lock the entry: an erase waits until this commits
+                    cursor.execute(self._sql("SELECT 1 FROM diary_entries WHERE id = ? AND "
+                                             "user_id = ?" + self._share), (entry_id, user_id))
+                cursor.execute(self._sql(
+                    "INSERT INTO memories (user_id, kind, ref_id, session_id, created_at, text, "
+                    f"embedding) SELECT ?, ?, ?, ?, ?, ?, {self._vector_param} WHERE EXISTS ("
+                    "SELECT 1 FROM diary_entries WHERE id = ? AND user_id = ?) AND NOT EXISTS ("
+                    "SELECT 1 FROM memories WHERE user_id = ? AND kind = ? AND ref_id = ?) "
+                    "RETURNING id"), (*values, entry_id, user_id, user_id, kind, str(ref_id)))
+            else:
+                cursor.execute(self._sql(
+                    "INSERT INTO memories (user_id, kind, ref_id, session_id, created_at, text, "
+                    f"embedding) VALUES (?, ?, ?, ?, ?, ?, {self._vector_param}) RETURNING id"),
+                    values)
+            rows = cursor.fetchall()
+        if not rows:
+            return None
+        memory_id = int(rows[0][0])
         self._vector_added(user_id, memory_id, vector, session_id)
         return memory_id
 
@@ -398,23 +597,80 @@ class Store:
         """Hook for the SQLite in-process index."""
 
     # -- erasure -------------------------------------------------------------------------
+    # Memories are deleted first (to count them) and last: rows of the parents go in
+    # between, so a memory added for an entry or session that was still there (PostgreSQL
+    # waits for it to commit) is gone too.
+    _ERASE_ORDER = (("memories", "user_id"), ("diary_entries", "user_id"),
+                    ("sessions", "user_id"), ("events", "user_id"), ("turns", "user_id"),
+                    ("checkins", "user_id"), ("memories", "user_id"))
+    _ERASE_COUNTS: ClassVar[dict[str, str]] = {
+        "memories": "memories", "diary_entries": "diary", "sessions": "sessions",
+        "checkins": "checkins"}
+
     def erase_user_data(self, user_id: int, account: bool = False) -> dict:
-        counts = {}
-        with self._tx() as cursor:
-            counts["memories"] = self._count(cursor, "DELETE FROM memories WHERE user_id = ?",
-                                             (user_id,))
-            counts["diary"] = self._count(cursor, "DELETE FROM diary_entries WHERE user_id = ?",
-                                          (user_id,))
-            self._count(cursor, "DELETE FROM events WHERE user_id = ?", (user_id,))
-            self._count(cursor, "DELETE FROM turns WHERE user_id = ?", (user_id,))
-            counts["sessions"] = self._count(cursor, "DELETE FROM sessions WHERE user_id = ?",
-                                             (user_id,))
+        try:
+            counts = self._erase_at_once(user_id, account)
+        except StorageFull:
+            # No room for the erase's journal: give up the reserve and go in small
+            # committed batches, each checkpointed, so the journal never grows past one.
+            self._release_reserve()
+            counts = self._erase_in_batches(user_id, account)
+        self._forget_vectors(user_id)
+        self._compact()
+        self._keep_reserve()
+        return counts
+
+    def _erase_at_once(self, user_id: int, account: bool) -> dict:
+        names = self._ERASE_COUNTS
+        counts = dict.fromkeys(names.values(), 0)
+        with self._tx(write=True) as cursor:
+            for table, column in self._ERASE_ORDER:
+                deleted = self._count(cursor, f"DELETE FROM {table} WHERE {column} = ?",
+                                      (user_id,))
+                if table in names:
+                    counts[names[table]] += deleted
             if account:
                 self._count(cursor, "DELETE FROM api_keys WHERE user_id = ?", (user_id,))
                 self._count(cursor, "DELETE FROM users WHERE id = ?", (user_id,))
-        self._forget_vectors(user_id)
-        self._compact()
         return counts
+
+    def _erase_in_batches(self, user_id: int, account: bool) -> dict:
+        names = self._ERASE_COUNTS
+        counts = dict.fromkeys(names.values(), 0)
+        for table, column in self._ERASE_ORDER:
+            while True:
+                with self._tx(write=True) as cursor:
+                    deleted = self._count(
+                        cursor, f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} "
+                        f"WHERE {column} = ? LIMIT {ERASE_BATCH})", (user_id,))
+                if table in names:
+                    counts[names[table]] += deleted
+                self._compact()
+                if deleted < ERASE_BATCH:
+                    break
+        if account:
+            with self._tx(write=True) as cursor:
+                self._count(cursor, "DELETE FROM api_keys WHERE user_id = ?", (user_id,))
+                self._count(cursor, "DELETE FROM users WHERE id = ?", (user_id,))
+        return counts
+
+    def _erasing(self, delete):
+        """Run an erase; on a full disk, once more with the reserve given up."""
+        try:
+            result = delete()
+        except StorageFull:
+            if not self._release_reserve():
+                raise
+            result = delete()
+        self._keep_reserve()
+        return result
+
+    def _release_reserve(self) -> bool:
+        """Hook (SQLite): delete the reserve file; True if there was one."""
+        return False
+
+    def _keep_reserve(self) -> None:
+        """Hook (SQLite): write the reserve file again if it is missing and there is room."""
 
     def _compact(self) -> None:
         """Make deleted content unrecoverable from the database files."""
@@ -423,11 +679,16 @@ class Store:
 class SQLiteStore(Store):
     dialect = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, private_dir: bool = False) -> None:
+        """``private_dir``: the directory is mindwell's data directory (made 0700); a
+        database file named on its own leaves its folder's mode alone."""
         super().__init__()
         self.path = Path(path)
+        self.reserve = self.path.with_name(self.path.name + ".reserve")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if private_dir:
+                os.chmod(self.path.parent, 0o700)
         except OSError as err:
             raise MindwellError(f"Cannot create the data directory {self.path.parent}: {err}.",
                                 "Pass --data-dir to a writable directory.") from err
@@ -437,14 +698,76 @@ class SQLiteStore(Store):
         self._vectors: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._vectors_lock = threading.Lock()
         self._check_header()
+        self._private_files()
         try:
             with self._tx() as cursor:
                 cursor.executescript(_SCHEMA.format(pk="INTEGER PRIMARY KEY", float="REAL",
                                                     vector="BLOB"))
+                for table, column, kind in _ADDED_COLUMNS:
+                    cursor.execute(f"PRAGMA table_info({table})")
+                    if column not in {row[1] for row in cursor.fetchall()}:
+                        cursor.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                cursor.executescript(_ADDED_INDEXES)
+        except MindwellError:
+            self.close()
+            raise
         except sqlite3.DatabaseError as err:  # a damaged file with a valid header
             self.close()
             raise MindwellError(f"Cannot open the database {self.path}: {err}.",
                                 DAMAGED_HINT) from err
+        self._keep_reserve()
+
+    def _private_files(self) -> None:
+        """The database file exists with mode 0600 before SQLite opens it: SQLite creates
+        the -wal and -shm files with the database's mode. Files of an older version, made
+        with the umask's mode, are tightened."""
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            for name in ("", "-wal", "-shm", "-journal"):
+                file = self.path.with_name(self.path.name + name)
+                if file.exists():
+                    os.chmod(file, 0o600)
+        except OSError as err:
+            raise MindwellError(f"Cannot open the database {self.path}: {err}.",
+                                "Pass --data-dir to a writable directory.") from err
+
+    def _begin_write(self, cursor) -> None:
+        # The write lock from the start: what the transaction reads stays true until it
+        # commits (a deferred transaction could check a session, then insert after another
+        # connection erased it).
+        cursor.execute("BEGIN IMMEDIATE")
+
+    def _translate(self, err: BaseException) -> Exception | None:
+        full = (isinstance(err, sqlite3.OperationalError)
+                and (getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                     or "disk is full" in str(err))) or (
+            isinstance(err, OSError) and err.errno == errno.ENOSPC)
+        return StorageFull(f"the data directory {self.path.parent}") if full else None
+
+    def _release_reserve(self) -> bool:
+        try:
+            self.reserve.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _keep_reserve(self) -> None:
+        """A file of zeros the size of ``RESERVE_BYTES`` beside the database, written for
+        real (not sparse), so a full disk can give that room to an erase."""
+        try:
+            if self.reserve.exists() and self.reserve.stat().st_size >= RESERVE_BYTES:
+                return
+            fd = os.open(self.reserve, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                block = b"\0" * 65536
+                for _ in range(RESERVE_BYTES // len(block)):
+                    os.write(fd, block)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:  # no room: the next erase or start tries again
+            with contextlib.suppress(OSError):
+                self.reserve.unlink()
 
     def _check_header(self) -> None:
         # SQLite takes some damaged files (one byte long, say) for a new database and would
@@ -554,6 +877,7 @@ _SCHEMA_LOCK = 0x6D696E6477656C6C  # "mindwell": pg_advisory_xact_lock's key
 class PostgresStore(Store):
     dialect = "postgresql"
     _vector_param = "?::vector"
+    _share = " FOR SHARE"
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -584,6 +908,17 @@ class PostgresStore(Store):
             # out of line, every search detoasted each row (p95 89 ms at 10,000 memories vs
             # 17 ms inline; benchmarks/serve.py). Inline storage applies to rows written after.
             cursor.execute("ALTER TABLE memories ALTER COLUMN embedding SET STORAGE PLAIN")
+            for table, column, kind in _ADDED_COLUMNS:
+                cursor.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+            for statement in filter(str.strip, _ADDED_INDEXES.split(";")):
+                cursor.execute(statement)
+
+    def _translate(self, err: BaseException) -> Exception | None:
+        import psycopg
+
+        if isinstance(err, psycopg.errors.DiskFull):
+            return StorageFull("the PostgreSQL database")
+        return None
 
     def _safe_url(self) -> str:
         # Never print a password from the URL (nor its query, which may hold one). The host

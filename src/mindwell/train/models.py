@@ -62,6 +62,107 @@ def base_location(recipe: Recipe, workdir: Path) -> str:
     return checkpoint_location(resolved)
 
 
+# GGUF architecture -> transformers model type, to name a GGUF base's layers without
+# reading its weights.
+GGUF_MODEL_TYPES = {"gemma3": "gemma3_text", "gemma2": "gemma2", "gemma": "gemma",
+                    "llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "phi3": "phi3",
+                    "mistral": "mistral", "smollm3": "smollm3"}
+
+
+def _model_config(recipe: Recipe):
+    """(transformers config or None, why not) for the recipe's base, without its weights."""
+    from transformers import AutoConfig
+
+    if recipe.model == TINY_MODEL:
+        from mindwell.models.tiny import tiny_gemma_config
+
+        return tiny_gemma_config(), ""
+    from mindwell.models.registry import resolve
+    from mindwell.paths import models_dir
+
+    resolved = resolve(recipe.model)
+    try:
+        if resolved.hub_id:
+            return AutoConfig.from_pretrained(resolved.hub_id, local_files_only=True), ""
+        if resolved.format == "gguf":
+            cached = models_dir() / resolved.name / "hf"
+            if (cached / "config.json").exists():
+                return AutoConfig.from_pretrained(cached), ""
+            from mindwell.models.gguf_header import read_metadata
+
+            architecture = str(read_metadata(resolved.path).get("general.architecture"))
+            model_type = GGUF_MODEL_TYPES.get(architecture)
+            if model_type is None:
+                return None, f"its GGUF architecture '{architecture}' is not one mindwell maps"
+            return AutoConfig.for_model(model_type), ""
+        if resolved.path is not None and (resolved.path / "adapter_config.json").exists():
+            base_location(recipe, resolved.path)  # raises: an adapter is not a base
+        return AutoConfig.from_pretrained(resolved.path), ""
+    except (OSError, ValueError) as err:
+        if resolved.hub_id:
+            return None, (f"{resolved.hub_id} is a hub id whose config is not in the local "
+                          "cache (this machine may be offline)")
+        return None, f"its config could not be read ({str(err)[:200]})"
+
+
+def layer_names(recipe: Recipe) -> tuple[dict[str, str] | None, str]:
+    """(module name -> class name of every module of the base, or None; why not) for the
+    recipe's model, built on the meta device so no weights are read or allocated."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    config, why = _model_config(recipe)
+    if config is None:
+        return None, why
+    factory = (AutoModelForSequenceClassification if recipe.task == "classify"
+               else AutoModelForCausalLM)
+    try:
+        with torch.device("meta"):
+            model = factory.from_config(config)
+    except (ValueError, KeyError, TypeError) as err:
+        return None, f"transformers cannot build it from its config ({str(err)[:200]})"
+    return {name: type(module).__name__ for name, module in model.named_modules()}, ""
+
+
+# Layer types PEFT's LoRA wraps (a target that names anything else fails inside PEFT).
+LORA_LAYER_TYPES = {"Linear", "Embedding", "Conv1d", "Conv2d", "Conv3d", "Conv1D"}
+
+
+def target_module_problem(targets, modules: dict[str, str],
+                          model_name: str) -> MindwellError | None:
+    """A clear error when a ``lora_target_modules`` entry matches no layer of the model (or
+    only layers LoRA cannot wrap), else None. Matching is PEFT's: the full module name or
+    its last dotted parts."""
+    if targets == "all-linear":
+        return None
+    wrappable = sorted({name.rsplit(".", 1)[-1] for name, kind in modules.items()
+                        if kind in LORA_LAYER_TYPES and name})
+    unmatched, unwrappable = [], []
+    for target in targets:
+        hits = [kind for name, kind in modules.items()
+                if name == target or name.endswith("." + target)]
+        if not hits:
+            unmatched.append(target)
+        elif not any(kind in LORA_LAYER_TYPES for kind in hits):
+            unwrappable.append((target, hits[0]))
+    if not unmatched and not unwrappable:
+        return None
+    import difflib
+
+    parts = []
+    for target in unmatched:
+        close = difflib.get_close_matches(target, wrappable, n=1, cutoff=0.6)
+        parts.append(f"'{target}' matches no layer of {model_name}"
+                     + (f" (did you mean '{close[0]}'?)" if close else ""))
+    parts += [f"'{target}' names a {kind} of {model_name}, not a layer LoRA can adapt"
+              for target, kind in unwrappable]
+    return MindwellError(
+        f"lora_target_modules: {'; '.join(parts)}.",
+        f"Its linear layers are: {', '.join(wrappable)}. Use some of these, or "
+        "lora_target_modules: all-linear.",
+    )
+
+
 def load_model(recipe: Recipe, location: str, num_labels: int | None = None,
                id2label: dict | None = None):
     """(model, tokenizer) ready for training, with adapters attached where asked."""
@@ -112,6 +213,11 @@ def load_model(recipe: Recipe, location: str, num_labels: int | None = None,
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=recipe.gradient_checkpointing
         )
+    problem = target_module_problem(
+        recipe.lora_target_modules,
+        {name: type(module).__name__ for name, module in model.named_modules()}, recipe.model)
+    if problem is not None:
+        raise problem
     config = LoraConfig(
         r=recipe.lora_r,
         lora_alpha=recipe.lora_alpha,

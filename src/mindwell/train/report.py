@@ -58,6 +58,19 @@ def write_model_card(recipe: Recipe, summary: dict, path: Path) -> None:
     use = ("a supportive counseling chat model" if recipe.task == "sft"
            else f"a text classifier over {summary.get('labels')}")
     data = data_name(recipe.data)
+    long_examples = []
+    if summary.get("dropped_long_examples"):
+        long_examples.append(f"{summary['dropped_long_examples']} longer than "
+                             f"{recipe.max_length} tokens dropped (drop_long)")
+    if summary.get("truncated_examples") or not long_examples:
+        long_examples.append(f"{summary.get('truncated_examples', 0)} truncated at "
+                             f"{recipe.max_length} tokens")
+    seen = ""
+    if summary.get("train_tokens") is not None:
+        seen = (f"\n- The {summary.get('global_step')} optimizer steps saw "
+                f"{summary['train_tokens']:,} tokens (padding excluded)"
+                + (f", {summary['train_answer_tokens']:,} of them answer tokens with a loss"
+                   if summary.get("train_answer_tokens") is not None else "") + ".")
     card = f"""---
 base_model: {recipe.model}
 library_name: {"peft" if recipe.method != "full" else "transformers"}
@@ -72,8 +85,8 @@ Trained with `mindwell train` as {use}.
   Terms of Use for Gemma models).
 - Data: `{data}`{f" (validation: `{recipe.eval_data}`)" if recipe.eval_data else ""}:
   {summary.get("train_examples")} training and {summary.get("eval_examples")} validation examples,
-  {summary.get("truncated_examples", 0)} truncated at {recipe.max_length} tokens.
-- Split: {split}, seed {recipe.seed}.
+  {", ".join(long_examples)}.
+- Split: {split}, seed {recipe.seed}.{seen}
 
 ## Validation metrics
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from transformers import DataCollatorForSeq2Seq, Trainer
 
 from mindwell.errors import MindwellError
+from mindwell.train.callbacks import AnswerTokenCounter
 from mindwell.train.data import data_name, recipe_tables, require_columns
 from mindwell.train.losses import chunked_lm_loss
 from mindwell.train.models import load_model
@@ -28,8 +29,11 @@ class Prepared:
     collator: object
     trainer_class: type = Trainer
     compute_metrics: object = None
-    truncated: int = 0
+    truncated: int = 0  # longer than max_length and cut
+    dropped: int = 0  # longer than max_length and left out (drop_long)
     trainer_kwargs: dict = field(default_factory=dict)
+    callbacks: list = field(default_factory=list)
+    examples: int | None = None  # training examples, when rows are not examples (packing)
     extra_summary: dict = field(default_factory=dict)
 
 
@@ -43,14 +47,25 @@ class SFTTrainer(Trainer):
         # so the Trainer must pass it in and must not divide again.
         self.model_accepts_loss_kwargs = True
 
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        # Looked up each time: on resume the Trainer replaces the counter with the one
+        # restored from the checkpoint.
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, AnswerTokenCounter):
+                callback.answer_tokens += int((inputs["labels"] != -100).sum())
+        return super().training_step(model, inputs, num_items_in_batch)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        # Packed rows carry position_ids and no attention mask: transformers then builds a
+        # block-diagonal causal mask from the restarting positions (no cache may be used).
+        attention = ({"position_ids": inputs["position_ids"], "use_cache": False}
+                     if "position_ids" in inputs else {"attention_mask": inputs["attention_mask"]})
         if not self.chunked_loss:
+            inputs = {**inputs, "use_cache": False} if "position_ids" in inputs else inputs
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
         causal_lm = getattr(causal_lm, "module", causal_lm)  # unwrapped under DDP
-        hidden = causal_lm.model(
-            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
-        ).last_hidden_state
+        hidden = causal_lm.model(input_ids=inputs["input_ids"], **attention).last_hidden_state
         softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
         mean, count = chunked_lm_loss(hidden, inputs["labels"], causal_lm.lm_head.weight, softcap)
         loss = mean * count / num_items_in_batch if num_items_in_batch else mean
@@ -94,6 +109,61 @@ def tokenize_all(recipe: Recipe, tokenizer, template, convs,
     return Dataset.from_list(examples), truncated
 
 
+def pack(examples, max_length: int):
+    """Rows of up to ``max_length`` tokens holding whole conversations (best-fit decreasing:
+    each conversation, longest first, goes to the fullest row it fits in). Each row keeps
+    its conversations' labels and restarts position_ids at 0 for each one; a conversation's
+    first token is BOS, labelled -100, so no loss crosses a boundary."""
+    from datasets import Dataset
+
+    order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
+    rows: list[list[int]] = []
+    free: list[int] = []
+    for index in order:
+        size = len(examples[index]["input_ids"])
+        fits = [r for r in range(len(rows)) if free[r] >= size]
+        if fits:
+            best = min(fits, key=lambda r: free[r])
+            rows[best].append(index)
+            free[best] -= size
+        else:
+            rows.append([index])
+            free.append(max_length - size)
+    packed = []
+    for members in rows:
+        row = {"input_ids": [], "labels": [], "position_ids": []}
+        for index in sorted(members):  # file order inside a row
+            ids = examples[index]["input_ids"]
+            row["input_ids"] += ids
+            row["labels"] += examples[index]["labels"]
+            row["position_ids"] += list(range(len(ids)))
+        packed.append(row)
+    return Dataset.from_list(packed)
+
+
+class PackedCollator:
+    """Pads packed rows to the batch's longest: pad ids, labels -100, and positions that go
+    on counting (the padding sits after every real token, so causal attention keeps it out
+    of what they see). An unpacked row (the validation set) is one conversation."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, rows: list[dict]) -> dict:
+        import torch
+
+        width = max(len(row["input_ids"]) for row in rows)
+        batch = {"input_ids": [], "labels": [], "position_ids": []}
+        for row in rows:
+            extra = width - len(row["input_ids"])
+            positions = list(row.get("position_ids") or range(len(row["input_ids"])))
+            last = positions[-1] + 1
+            batch["input_ids"].append(list(row["input_ids"]) + [self.pad_token_id] * extra)
+            batch["labels"].append(list(row["labels"]) + [-100] * extra)
+            batch["position_ids"].append(positions + list(range(last, last + extra)))
+        return {key: torch.tensor(value) for key, value in batch.items()}
+
+
 def prepare(recipe: Recipe, location: str) -> Prepared:
     from mindwell.inference.hf import template_for_tokenizer
 
@@ -108,6 +178,7 @@ def prepare(recipe: Recipe, location: str) -> Prepared:
     train_ds, truncated = tokenize_all(recipe, tokenizer, template, train_convs,
                                        drop_long=recipe.drop_long)
     eval_ds = tokenize_all(recipe, tokenizer, template, eval_convs)[0] if eval_convs else None
+    dropped = truncated if recipe.drop_long else 0
     if truncated and recipe.drop_long:
         log.warning("%d training conversations were longer than max_length=%d tokens and were "
                     "left out (drop_long); %d remain.", truncated, recipe.max_length,
@@ -117,17 +188,35 @@ def prepare(recipe: Recipe, location: str) -> Prepared:
                     "and were truncated.", truncated, len(train_ds), recipe.max_length)
     labelled = sum(sum(label != -100 for label in row) for row in train_ds["labels"])
     total = sum(len(row) for row in train_ds["input_ids"])
+    conversations_count = len(train_ds)
+    collator = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
+    packing = {}
+    if recipe.packing:
+        train_ds = pack(train_ds, recipe.max_length)
+        collator = PackedCollator(tokenizer.pad_token_id)
+        packing = {"packed_rows": len(train_ds),
+                   "conversations_per_row": round(conversations_count / len(train_ds), 2)}
+        log.info("Packed %d conversations into %d rows of up to %d tokens (%.1f a row, "
+                 "%.0f %% of the rows' tokens used).", conversations_count, len(train_ds),
+                 recipe.max_length, conversations_count / len(train_ds),
+                 100 * total / (len(train_ds) * recipe.max_length))
     return Prepared(
         model=model,
         tokenizer=tokenizer,
         train_dataset=train_ds,
         eval_dataset=eval_ds,
-        # Dynamic padding: each batch is padded to its own longest example, never to
-        # max_length; labels are padded with -100 so padding adds nothing to the loss.
-        collator=DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100),
+        # Dynamic padding: each batch is padded to its own longest example (or packed row),
+        # never to max_length; labels are padded with -100 so padding adds nothing to the
+        # loss.
+        collator=collator,
         trainer_class=SFTTrainer,
-        truncated=truncated,
+        truncated=truncated - dropped,
+        dropped=dropped,
+        examples=conversations_count,
         trainer_kwargs={"chunked_loss": recipe.chunked_loss},
-        extra_summary={"template": template.name, "train_tokens": total,
-                       "train_answer_tokens": labelled},
+        callbacks=[AnswerTokenCounter()],
+        # What the training set holds; what the steps saw (fewer with max_steps, more with
+        # several epochs) is counted while training (train_tokens, train_answer_tokens).
+        extra_summary={"template": template.name, "data_tokens": total,
+                       "data_answer_tokens": labelled, **packing},
     )

