@@ -89,11 +89,14 @@ def test_mood_check_ins_are_kept_charted_and_erased(client):
                                                                        "work"]}).json()
     assert saved["stored"] and saved["id"] and saved["tags"] == ["work", "sleep"]
     assert client.post("/api/v1/checkins", json={"mood": 2}).json()["tags"] == []
+    retagged = client.put(f"/api/v1/checkins/{saved['id']}", json={"tags": ["work", "rest"]})
+    assert retagged.json()["tags"] == ["work", "rest"] and retagged.json()["mood"] == 4
+    assert client.put("/api/v1/checkins/999999", json={"tags": []}).status_code == 404
     listed = client.get("/api/v1/checkins").json()["checkins"]
     assert [c["mood"] for c in listed] == [2, 4]
     point = client.get("/api/v1/mood").json()["points"][-1]
     assert point["mood"] == 3 and point["checkins"] == 2 and point["entries"] == 0
-    assert point["depression"] is None and point["tags"] == ["sleep", "work"]
+    assert point["depression"] is None and point["tags"] == ["rest", "work"]
     assert client.get("/api/v1/mood.png").content.startswith(b"\x89PNG")
 
     for bad in ({"mood": 0}, {"mood": 6}, {"mood": "good"}, {"mood": 3, "tags": ["x" * 41]},

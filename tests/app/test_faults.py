@@ -38,13 +38,14 @@ def test_a_dropped_stream_does_not_lock_the_chat_and_its_reply_is_saved(slow_ser
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
         session_id = client.post("/api/v1/sessions").json()["id"]
-        # As `curl -N --max-time 1.5`: the client gives up in the middle of the reply.
-        with pytest.raises(httpx.ReadTimeout), client.stream(
-                "POST", f"/api/v1/sessions/{session_id}/messages",
-                json={"text": "I had a long day at work and I feel tired."},
-                timeout=httpx.Timeout(60, read=1.0)) as response:
+        # As `curl -N --max-time 1.5`: the client goes away in the middle of the reply. It
+        # closes the connection after the first event (a read timeout would depend on how
+        # fast the machine generates: on a fast one the reply ended before any 1 s pause).
+        with client.stream("POST", f"/api/v1/sessions/{session_id}/messages",
+                           json={"text": "I had a long day at work and I feel tired."}
+                           ) as response:
             for _ in response.iter_lines():
-                pass
+                break
         statuses = []
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

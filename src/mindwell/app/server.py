@@ -168,10 +168,17 @@ class SettingsIn(Body):
         "also gives fixed replies (the crisis reply) in Korean.")
 
 
+Tags = Annotated[list[Annotated[str, Field(max_length=40)]],
+                Field(default_factory=list, max_length=8, description="Up to 8 words.")]
+
+
 class CheckinIn(Body):
     mood: int = Field(ge=1, le=5, description="1 (awful) to 5 (great).")
-    tags: list[Annotated[str, Field(max_length=40)]] = Field(default_factory=list,
-                                                             max_length=8)
+    tags: Tags
+
+
+class CheckinTagsIn(Body):
+    tags: Tags
 
 
 class MessageIn(Body):
@@ -442,6 +449,10 @@ def create_app(service: CompanionService) -> FastAPI:
                      limit: Annotated[int, Query(ge=1, le=1000)] = 50):
         since = time.time() - days * 86400
         return {"checkins": service.store.checkins(user.id, limit=limit, since=since)}
+
+    @app.put("/api/v1/checkins/{checkin_id}", tags=["diary"])
+    def checkin_retag(checkin_id: EntryId, body: CheckinTagsIn, user: Auth):
+        return service.retag_checkin(user, checkin_id, body.tags)
 
     @app.delete("/api/v1/checkins/{checkin_id}", tags=["diary"])
     def checkin_delete(checkin_id: EntryId, user: Auth):

@@ -410,6 +410,13 @@ class CompanionService:
                     "stored": False}
         return self.store.add_checkin(user.id, mood, tags)
 
+    def retag_checkin(self, user: User, checkin_id: int, tags: list[str]) -> dict:
+        tags = list(dict.fromkeys(tag.strip() for tag in tags if tag.strip()))
+        checkin = self.store.update_checkin(user.id, checkin_id, tags)
+        if checkin is None:
+            raise NotFound(f"No mood check-in {checkin_id}.")
+        return checkin
+
     # -- chat ----------------------------------------------------------------------------
     def start_session(self, user: User) -> dict:
         user = self.store.user_by_name(user.name) or user

@@ -421,6 +421,21 @@ class Store:
         return [{"id": r[0], "created_at": r[1], "mood": r[2], "tags": json.loads(r[3]),
                  "stored": True} for r in rows]
 
+    def update_checkin(self, user_id: int, checkin_id: int, tags: list[str]) -> dict | None:
+        """New tags for a check-in (the person tapped them just after the mood); None when
+        it is not this user's."""
+        with self._tx() as cursor:
+            cursor.execute(self._sql(
+                "UPDATE checkins SET tags = ? WHERE user_id = ? AND id = ? "
+                "RETURNING id, created_at, mood, tags"),
+                (json.dumps(tags, ensure_ascii=False), user_id, checkin_id))
+            rows = cursor.fetchall()
+        if not rows:
+            return None
+        r = rows[0]
+        return {"id": r[0], "created_at": r[1], "mood": r[2], "tags": json.loads(r[3]),
+                "stored": True}
+
     def delete_checkin(self, user_id: int, checkin_id: int) -> int:
         def delete() -> int:
             with self._tx() as cursor:

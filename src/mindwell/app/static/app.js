@@ -494,20 +494,19 @@
     });
   }
 
-  // A tag tapped after the mood updates that check-in (replaced by one with the tags).
+  // A tag tapped within ten minutes of the mood goes to that check-in.
   async function toggleTag(button) {
     const on = button.getAttribute("aria-pressed") !== "true";
     button.setAttribute("aria-pressed", String(on));
     const last = state.lastCheckin;
     if (!last || !last.stored || Date.now() / 1000 - last.created_at > 600) return;
     await withBusy(button, async () => {
-      const replaced = await api("/api/v1/checkins", {
-        method: "POST",
-        body: { mood: last.mood, tags: chosenTags() },
+      const updated = await api(`/api/v1/checkins/${encodeURIComponent(last.id)}`, {
+        method: "PUT",
+        body: { tags: chosenTags() },
       });
-      await api(`/api/v1/checkins/${encodeURIComponent(last.id)}`, { method: "DELETE" });
-      state.lastCheckin = replaced;
-      showCheckin(replaced);
+      state.lastCheckin = updated;
+      showCheckin(updated);
       await loadMood();
     });
   }
