@@ -97,12 +97,14 @@ def run_mindwell(convs, args, workdir: Path, packing: bool = False) -> float:
     summary = _json.loads((workdir / "metrics.json").read_text())
     run_mindwell.seen = summary.get("train_tokens")  # real tokens the steps saw
     run_mindwell.steps = summary.get("global_step")
+    run_mindwell.rows = summary.get("packed_rows")
     return clock.seconds
 
 
 def run_mindwell_packed(convs, args, workdir: Path) -> float:
     seconds = run_mindwell(convs, args, workdir, packing=True)
-    run_mindwell_packed.seen, run_mindwell_packed.steps = run_mindwell.seen, run_mindwell.steps
+    for key in ("seen", "steps", "rows"):
+        setattr(run_mindwell_packed, key, getattr(run_mindwell, key))
     return seconds
 
 
@@ -157,7 +159,8 @@ def child(args) -> None:
         seconds = runner(convs, args, Path(workdir))
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb(),
                       "tokens_seen": getattr(runner, "seen", None),
-                      "steps": getattr(runner, "steps", None)}))
+                      "steps": getattr(runner, "steps", None),
+                      "rows": getattr(runner, "rows", None)}))
 
 
 def main() -> None:
@@ -196,9 +199,12 @@ def main() -> None:
              f"{base['seconds']:.0f}", f"{tokens / base['seconds']:.0f}",
              f"{base['peak_rss_mb']:.0f}", "1.00", "1.00"]]
     ratios = {}
+    conversations = args.steps * args.batch_size
     for variant, label in (("mindwell", "mindwell train"),
-                           ("packed", "mindwell train, packing: true")):
+                           ("packed", "mindwell train, packing: true ({rows} rows for "
+                                      f"{conversations} conversations)")):
         ours = results[variant]
+        label = label.format(rows=ours.get("rows"))
         seen = ours.get("tokens_seen") or tokens  # counted by the run itself
         speed = (seen / ours["seconds"]) / (tokens / base["seconds"])
         memory = ours["peak_rss_mb"] / base["peak_rss_mb"]

@@ -135,32 +135,55 @@ def test_a_quantized_export_that_lost_the_fine_tune_fails_with_the_remedy(
     assert check.summary.startswith("LOST: q4_0 keeps")
     for remedy in ("LoRA GGUF on the base", "--quant q8_0", "unquantized base"):
         assert remedy in check.summary
+    assert "(it keeps 100% here)" in check.summary  # the LoRA row, measured
     assert "These files keep it: f16, lora on base" in check.summary
     saved = json.loads((result.out_dir / "verify.json").read_text())
     assert saved["ok"] is False
 
 
 def test_the_finetune_check_fails_warns_or_passes_by_the_share_kept():
-    from mindwell.export.verify import FileBehaviour, Probe, check_finetune
+    import numpy as np
 
-    trained, base = [[5, 6, 7, 1]], [[8, 9, 1]]
-    probe = Probe(prompts=[[2, 3]], trained=trained, base=base)
-    # The trained model prefers its replies by 0.4 nats a token over the base's; the base
-    # prefers its own by 0.2: a span of 0.6.
-    files = [FileBehaviour("f16", -0.4, trained), FileBehaviour("q6_k", -0.1, trained),
-             FileBehaviour("q4_k_m", 0.17, base)]
-    check = check_finetune(probe, -0.4, 0.2, files)
+    from mindwell.export.verify import FileBehaviour, Probe, check_finetune, finetune_kept
+
+    trained_replies, base_replies = [[5, 6, 7, 1]], [[8, 9, 1]]
+    probe = Probe(prompts=[[2, 3]], trained=trained_replies, base=base_replies)
+    rng = np.random.default_rng(0)
+    base = rng.normal(-3.0, 1.0, 400)
+    change = rng.normal(0.0, 0.3, 400)  # what the fine-tune did to each token's log-prob
+    trained = base + change
+
+    def file(name, share, noise, replies):
+        return FileBehaviour(name, base + share * change + rng.normal(0, noise, 400), replies)
+
+    files = [file("f16", 1.0, 0.001, trained_replies),
+             file("q6_k", 0.6, 0.05, trained_replies),
+             file("q4_k_m", 0.05, 0.2, base_replies)]
+    # Noise as large as the fine-tune itself barely moves the projection.
+    assert abs(finetune_kept(trained, base, files[2].logprobs) - 0.05) < 0.05
+    check = check_finetune(probe, trained, base, files)
     rows = check.details["files"]
-    assert [rows[n]["kept"] for n in ("f16", "q6_k", "q4_k_m")] == [1.0, 0.5, 0.05]
-    assert not check.ok and check.summary.startswith("LOST: q4_k_m keeps 5% of the fine-tune")
+    assert rows["f16"]["kept"] == pytest.approx(1.0, abs=0.01)
+    assert rows["q6_k"]["kept"] == pytest.approx(0.6, abs=0.05)
+    assert rows["q4_k_m"]["kept"] < 0.15
+    assert not check.ok and check.summary.startswith("LOST: q4_k_m keeps")
     assert rows["q4_k_m"]["agreement_with_base"] == 1.0
     assert "These files keep it: f16." in check.summary
-    weak = check_finetune(probe, -0.4, 0.2, files[:2])
-    assert weak.ok and weak.warn and weak.summary.startswith("WEAK: q6_k keeps 50%")
-    good = check_finetune(probe, -0.4, 0.2, files[:1])
+    # A q8_0 that kept little is not offered as the remedy.
+    low_q8 = check_finetune(probe, trained, base, [*files, file("q8_0", 0.6, 0.01,
+                                                               trained_replies)])
+    assert "--quant q8_0" not in low_q8.summary and "q8_0 keeps only 60% here" in (
+        low_q8.summary)
+    assert "--quant q8_0" in check.summary
+    weak = check_finetune(probe, trained, base, files[:2])
+    assert weak.ok and weak.warn and weak.summary.startswith("WEAK: q6_k keeps")
+    good = check_finetune(probe, trained, base, files[:1])
     assert good.ok and not good.warn
-    same = Probe(prompts=[[2, 3]], trained=trained, base=trained)  # nothing changed
-    tiny = check_finetune(same, 0.0, 0.0, files)
+    # The fine-tune's direction does not matter, only how far a file moved along it.
+    flipped = check_finetune(probe, base - change, base, [
+        FileBehaviour("f16", base - change, trained_replies)])
+    assert flipped.details["files"]["f16"]["kept"] == pytest.approx(1.0)
+    tiny = check_finetune(probe, base + 0.001, base, files)
     assert tiny.ok and tiny.warn and "changed too little to measure" in tiny.summary
 
 

@@ -41,7 +41,7 @@ from mindwell.export.verify import (
     load_gguf_weights,
     load_lora_on_base,
     perplexity,
-    preference_margin,
+    reply_logprobs,
 )
 
 DEFAULT_QUANTS = ["f16", "q8_0", "q4_k_m"]
@@ -228,13 +228,13 @@ def measure_files(prepared: PreparedRun, model, tokenizer, files: dict[str, Path
     with step("Greedy replies of the trained model and of the untuned base"):
         prompts, trained = greedy_replies(model, tokenizer, prepared.template)
         base_model, why = load_base_model(prepared)
-        probe, base_margin = None, 0.0
+        probe = base_logprobs = trained_logprobs = None
         if base_model is not None:
             probe = Probe(prompts, trained,
                           greedy_replies(base_model, tokenizer, prepared.template)[1])
-            base_margin = preference_margin(base_model, probe) if probe.differing() else 0.0
+            base_logprobs = reply_logprobs(base_model, probe)
+            trained_logprobs = reply_logprobs(model, probe)
             del base_model
-    trained_margin = preference_margin(model, probe) if probe and probe.differing() else 0.0
     measured, behaviours = {}, []
     targets = [(qtype, path, None) for qtype, path in files.items()]
     if lora is not None and base_gguf is not None:
@@ -246,14 +246,14 @@ def measure_files(prepared: PreparedRun, model, tokenizer, files: dict[str, Path
                        load_gguf_weights(path, model.config))
             if adapter is None:
                 measured[name] = perplexity(weights, tokenizer, HELDOUT_TEXT)
-            margin = preference_margin(weights, probe) if probe and probe.differing() else 0.0
+            logprobs = reply_logprobs(weights, probe) if probe else None
             del weights
-            behaviours.append(FileBehaviour(name, margin,
+            behaviours.append(FileBehaviour(name, logprobs,
                                             llama_replies(path, prepared.template, adapter)))
     if probe is None:
         return Check("finetune", True, f"not checked: {why}, so nothing to compare the files "
                      "with", {}, warn=True), measured
-    return check_finetune(probe, trained_margin, base_margin, behaviours), measured
+    return check_finetune(probe, trained_logprobs, base_logprobs, behaviours), measured
 
 
 def base_gguf_for_lora(prepared: PreparedRun, scratch: Path) -> Path:

@@ -19,13 +19,14 @@ Each check targets one way a fine-tuned model breaks after export:
   merged file.
 - finetune: every file (each quantization, and the LoRA GGUF on its base) still carries
   the fine-tune, judged against the trained PyTorch model *and* the untuned base. Both
-  PyTorch models answer the generation prompts greedily; each file (its weights as stored)
-  scores both reply sets, and its preference margin (mean reply NLL on the trained replies
-  minus on the base's) is placed between the base's margin (0 %) and the trained model's
-  (100 %). Quantization noise raises both NLLs alike and cancels in the margin; a fine-tune
-  rounded away moves the file to the base. Below KEPT_FAIL the check fails, below KEPT_WARN
-  it warns, with the remedy. Greedy agreement of each file (llama.cpp) with either model
-  is reported beside it.
+  PyTorch models answer the generation prompts greedily; every model (each file with its
+  weights as stored) gives a log-probability to every token of both reply sets. The
+  fine-tune is the change of that vector from the base to the trained model; a file's
+  share kept is the projection of its own change onto it (0 % = the base, 100 % = the
+  trained model). Quantization noise is spread over all tokens and mostly orthogonal to
+  the fine-tune; a fine-tune rounded away projects to 0. Below KEPT_FAIL the check fails,
+  below KEPT_WARN it warns, with the remedy. Greedy agreement of each file (llama.cpp)
+  with either model is reported beside it.
 - perplexity: held-out text through every exported file (weights dequantized exactly as
   llama.cpp stores them) against the PyTorch model; f16 must match, quantizations report
   their increase.
@@ -55,14 +56,29 @@ F16_PPL_TOLERANCE = 0.01
 # like the untuned base and fails; below KEPT_WARN it passes with a warning.
 KEPT_FAIL = 0.5
 KEPT_WARN = 0.8
-# A trained model whose margin over the base is below this (nats per reply token) changed
-# too little to tell whether a file kept it.
-MIN_MARGIN = 0.005
+# A fine-tune that moves the reply tokens' log-probabilities by less than this (nats, RMS)
+# changed too little to tell whether a file kept it.
+MIN_CHANGE = 0.01
 FINETUNE_TOKENS = COMPARE_TOKENS
-REMEDY = ("ship the LoRA GGUF on the base instead (llama.cpp --lora, or an Ollama ADAPTER "
-          "line), export q8_0 (--quant q8_0), or train from an unquantized base where one is "
-          "available: re-quantizing rounds small fine-tune deltas back onto the grid of a "
-          "base that was itself quantized")
+WHY_LOST = ("re-quantizing rounds small fine-tune deltas back onto the grid of a base that "
+            "was itself quantized")
+
+
+def remedy(rows: dict[str, dict]) -> str:
+    """What to do instead, in order of preference, with what this export measured."""
+    def measured(name: str) -> str:
+        row = rows.get(name)
+        return f" (it keeps {row['kept']:.0%} here)" if row and row["kept"] is not None else ""
+
+    steps = ["ship the LoRA GGUF on the base instead (llama.cpp --lora, or an Ollama ADAPTER "
+             f"line){measured('lora on base')}"]
+    q8 = rows.get("q8_0")
+    if q8 is None or q8["kept"] is None or q8["kept"] >= KEPT_WARN:
+        steps.append(f"export q8_0 (--quant q8_0){measured('q8_0')}")
+    steps.append("train from an unquantized base where one is available")
+    note = (f"; q8_0 keeps only {q8['kept']:.0%} here" if q8 and q8["kept"] is not None
+            and q8["kept"] < KEPT_WARN else "")
+    return f"{', '.join(steps[:-1])}, or {steps[-1]}{note}: {WHY_LOST}"
 
 
 @dataclass
@@ -265,9 +281,9 @@ class Probe:
     base: list[list[int]]
 
     def differing(self) -> list[int]:
-        """Prompts where the two models answer differently (only these tell them apart)."""
+        """Prompts where the two models answer differently."""
         return [i for i, (t, b) in enumerate(zip(self.trained, self.base, strict=True))
-                if t != b and t and b]
+                if t != b]
 
 
 def greedy_replies(model, tokenizer, template: ChatTemplate,
@@ -291,30 +307,22 @@ def greedy_replies(model, tokenizer, template: ChatTemplate,
     return prompts, replies
 
 
-def reply_nll(model, prompts: list[list[int]], replies: list[list[int]],
-              which: list[int]) -> float:
-    """Mean negative log-likelihood per reply token of ``replies[i]`` after ``prompts[i]``
-    for every i in ``which``."""
+def reply_logprobs(model, probe: Probe):
+    """The log-probability ``model`` gives every token of both reply sets (the trained
+    model's replies, then the base's), each after its prompt: one vector per model."""
+    import numpy as np
     import torch
 
-    total, count = 0.0, 0
-    for index in which:
-        prompt, reply = prompts[index], replies[index]
-        ids = torch.tensor([prompt + reply])
-        with torch.no_grad():
-            logits = model(ids).logits[0, len(prompt) - 1:-1].float()
-        logprobs = torch.log_softmax(logits, dim=-1)
-        total -= float(logprobs.gather(1, torch.tensor(reply)[:, None]).sum())
-        count += len(reply)
-    return total / max(count, 1)
-
-
-def preference_margin(model, probe: Probe) -> float:
-    """Reply NLL on the trained model's replies minus on the base's: negative for a model
-    that prefers the trained replies, positive for one that prefers the base's."""
-    which = probe.differing()
-    return (reply_nll(model, probe.prompts, probe.trained, which)
-            - reply_nll(model, probe.prompts, probe.base, which))
+    values = []
+    for replies in (probe.trained, probe.base):
+        for prompt, reply in zip(probe.prompts, replies, strict=True):
+            if not reply:
+                continue
+            with torch.no_grad():
+                logits = model(torch.tensor([prompt + reply])).logits[0, len(prompt) - 1:-1]
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            values.append(logprobs.gather(1, torch.tensor(reply)[:, None])[:, 0].numpy())
+    return np.concatenate(values) if values else np.zeros(0, dtype=np.float32)
 
 
 def _agreement(reference: list[int], got: list[int]) -> float:
@@ -327,21 +335,33 @@ class FileBehaviour:
     """How one exported file (or the LoRA GGUF on its base) behaves on the probe."""
 
     name: str
-    margin: float  # preference_margin with the file's weights as stored
+    logprobs: object  # reply_logprobs with the file's weights as stored
     replies: list[list[int]]  # llama.cpp's greedy replies to the generation prompts
 
 
-def check_finetune(probe: Probe, trained_margin: float, base_margin: float,
-                   files: list[FileBehaviour]) -> Check:
+def finetune_kept(trained, base, file) -> float:
+    """Where ``file``'s reply log-probabilities lie on the line from the base's (0) to the
+    trained model's (1): the projection of its change from the base onto the fine-tune's
+    change. Quantization noise is spread over every token and mostly orthogonal to the
+    fine-tune, so it adds little; a fine-tune rounded away projects to 0."""
+    import numpy as np
+
+    change = np.asarray(trained, dtype=np.float64) - np.asarray(base, dtype=np.float64)
+    moved = np.asarray(file, dtype=np.float64) - np.asarray(base, dtype=np.float64)
+    return float(moved @ change / (change @ change))
+
+
+def check_finetune(probe: Probe, trained, base, files: list[FileBehaviour]) -> Check:
     """Does every file still carry the fine-tune, or has it fallen back to the base?"""
+    import numpy as np
+
+    change = float(np.sqrt(np.mean((np.asarray(trained) - np.asarray(base)) ** 2))) if len(
+        trained) else 0.0
     which = probe.differing()
-    span = base_margin - trained_margin  # > 0 when the fine-tune moved the model
     rows = {}
     for item in files:
-        kept = (base_margin - item.margin) / span if span > 0 else None
         rows[item.name] = {
-            "kept": None if kept is None else round(kept, 3),
-            "margin": round(item.margin, 4),
+            "kept": round(finetune_kept(trained, base, item.logprobs), 3) if change else None,
             "agreement_with_trained": round(sum(_agreement(t, r) for t, r in zip(
                 probe.trained, item.replies, strict=True)) / len(item.replies), 3),
             "agreement_with_base": round(sum(_agreement(b, r) for b, r in zip(
@@ -349,20 +369,21 @@ def check_finetune(probe: Probe, trained_margin: float, base_margin: float,
             "replies_equal_to_base": sum(r == b for r, b in zip(item.replies, probe.base,
                                                                  strict=True)),
         }
-    details = {"trained_margin": round(trained_margin, 4), "base_margin": round(base_margin, 4),
+    details = {"finetune_change_rms": round(change, 4), "tokens_scored": len(trained),
                "prompts_that_differ": len(which), "prompts": len(probe.prompts),
                "tokens": FINETUNE_TOKENS, "files": rows}
-    if not which or span < MIN_MARGIN:
+    if change < MIN_CHANGE:
         return Check("finetune", True, (
-            f"the fine-tune changed too little to measure (the trained model and the base "
-            f"answer {len(probe.prompts) - len(which)}/{len(probe.prompts)} prompts alike; "
-            f"margin {max(span, 0.0):.4f} nats per token): nothing a file could lose"),
-            details, warn=True)
+            f"the fine-tune changed too little to measure (reply-token log-probabilities "
+            f"moved {change:.4f} nats RMS from the base's; the trained model and the base "
+            f"answer {len(probe.prompts) - len(which)}/{len(probe.prompts)} prompts alike): "
+            "nothing a file could lose"), details, warn=True)
     lost = [name for name, row in rows.items() if row["kept"] < KEPT_FAIL]
     weak = [name for name, row in rows.items() if KEPT_FAIL <= row["kept"] < KEPT_WARN]
     shown = ", ".join(f"{name} {row['kept']:.0%}" for name, row in rows.items())
     summary = (f"share of the fine-tune kept (0 % = the untuned base, 100 % = the trained "
-               f"model, over {len(which)} prompts where they differ): {shown}")
+               f"model; the fine-tune moved reply-token log-probabilities {change:.3f} nats "
+               f"RMS): {shown}")
     if lost or weak:
         name = (lost or weak)[0]
         row = rows[name]
@@ -370,7 +391,7 @@ def check_finetune(probe: Probe, trained_margin: float, base_margin: float,
         summary = (f"{'LOST' if lost else 'WEAK'}: {name} keeps {row['kept']:.0%} of the "
                    f"fine-tune and answers like the untuned base (greedy agreement with the "
                    f"base {row['agreement_with_base']:.0%}, with the trained model "
-                   f"{row['agreement_with_trained']:.0%}). Remedy: {REMEDY}"
+                   f"{row['agreement_with_trained']:.0%}). Remedy: {remedy(rows)}"
                    + (f". These files keep it: {', '.join(keeping)}" if keeping else "")
                    + f". [{summary}]")
     return Check("finetune", not lost, summary, details, warn=bool(weak) and not lost)
