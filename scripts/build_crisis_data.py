@@ -32,7 +32,10 @@ Graded rows (``configs/data/safety_graded_{en,ko}.jsonl``: protocol, check-in or
 with abuse, violence and harm to others among the protocol lines) are added too. Every row
 has two targets for the safety reader: ``risk`` (protocol or check-in: 1) and ``protocol``
 (1, 0, or -1 where the older binary data does not say whether a crisis line is explicit or
-ambiguous); ``label`` stays ``risk`` for the binary recipes.
+ambiguous); ``label`` stays ``risk`` for the binary recipes. Minimal pairs of quarrel vs
+abuse at home (``configs/data/safety_home_pairs_{en,ko}.jsonl``, same schema: the same
+household with and without fear, violence or threats) are read the same way, so the diary
+negatives' family quarrels do not teach the reader that trouble at home is never a crisis.
 """
 
 from __future__ import annotations
@@ -144,8 +147,10 @@ def main() -> None:
     lines = (ROOT / "configs" / "data" / "crisis_pairs.jsonl").read_text().splitlines()
     rows += pair_rows([json.loads(line) for line in lines if line.strip()],
                       {row["text"] for row in rows})
-    for name in ("safety_graded_en.jsonl", "safety_graded_ko.jsonl"):
-        lines = (ROOT / "configs" / "data" / name).read_text().splitlines()
+    data = ROOT / "configs" / "data"
+    for path in [*sorted(data.glob("safety_graded_*.jsonl")),
+                 *sorted(data.glob("safety_home_pairs_*.jsonl"))]:
+        lines = path.read_text().splitlines()
         rows += graded_rows([json.loads(line) for line in lines if line.strip()],
                             {row["text"] for row in rows})
     goemotions = SHARED / "goemotions" / "train.tsv"

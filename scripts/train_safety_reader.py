@@ -24,7 +24,6 @@ import argparse
 import json
 import random
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -48,87 +47,25 @@ def highest_keeping(scores: np.ndarray, positives: np.ndarray, recall: float) ->
 
 
 def train(rows, validation, args):
-    import torch
+    """The encoder tuned with one two-output sigmoid head (risk; protocol, -1 = unknown):
+    ``mindwell.train.encoder`` with a single task. Returns (encoder, head, history, seconds)."""
+    from mindwell.train.encoder import EncoderTask, EncoderTrainingArguments, train_encoder
 
-    from mindwell.models.use_torch import load_use_encoder, tokenize
+    def targets(part):
+        return np.array([[r["risk"], r["protocol"]] for r in part], dtype=np.int64)
 
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    encoder = load_use_encoder()
-    encoder.freeze_embeddings()
-    head = torch.nn.Linear(512, 2)
-    risk = torch.tensor([r["risk"] for r in rows], dtype=torch.float32)
-    protocol = torch.tensor([r["protocol"] for r in rows], dtype=torch.float32)
-    # Balanced: each target's positives weigh as much as its negatives.
-    pos_weight = torch.tensor([
-        (risk == 0).sum() / max((risk == 1).sum(), 1),
-        (protocol == 0).sum() / max((protocol == 1).sum(), 1)])
-    trainable = [p for p in encoder.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": trainable, "lr": args.lr},
-                                   {"params": head.parameters(), "lr": args.head_lr}],
-                                  weight_decay=0.01)
-    steps = args.epochs * ((len(rows) + args.batch - 1) // args.batch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[args.lr, args.head_lr], total_steps=steps, pct_start=0.1)
-    history = []
-    order = list(range(len(rows)))
-    step = 0
-    started = time.perf_counter()
-    for epoch in range(args.epochs):
-        encoder.train()
-        random.Random(args.seed + epoch).shuffle(order)
-        losses = []
-        for first in range(0, len(order), args.batch):
-            batch = order[first:first + args.batch]
-            vectors = encoder(tokenize([rows[i]["text"] for i in batch]))
-            logits = head(vectors)
-            targets = torch.stack([risk[batch], protocol[batch].clamp(min=0)], dim=1)
-            known = torch.stack([torch.ones(len(batch)), (protocol[batch] >= 0).float()], 1)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, targets, pos_weight=pos_weight, reduction="none")
-            loss = (loss * known).sum() / known.sum()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(float(loss.detach()))
-            step += 1
-            if step % 50 == 0:
-                print(f"step {step}/{steps} loss {np.mean(losses[-50:]):.4f} "
-                      f"({time.perf_counter() - started:.0f} s)", flush=True)
-        scores = predict(encoder, head, [r["text"] for r in validation])
-        metrics = validation_metrics(scores, validation)
-        history.append({"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)),
-                        **metrics})
-        print(json.dumps(history[-1]), flush=True)
-    return encoder, head, history, time.perf_counter() - started
-
-
-def predict(encoder, head, texts, batch=256):
-    import torch
-
-    from mindwell.models.use_torch import tokenize
-
-    encoder.eval()
-    out = []
-    with torch.no_grad():
-        for first in range(0, len(texts), batch):
-            logits = head(encoder(tokenize(texts[first:first + batch])))
-            out.append(torch.sigmoid(logits).numpy())
-    probabilities = np.concatenate(out)
-    return np.maximum(probabilities[:, 0], probabilities[:, 1]), probabilities[:, 1]
-
-
-def validation_metrics(scores, rows) -> dict:
-    from sklearn.metrics import roc_auc_score
-
-    risk_scores, protocol_scores = scores
-    risk = np.array([r["risk"] for r in rows])
-    protocol = np.array([r["protocol"] for r in rows])
-    known = protocol >= 0
-    return {"risk_auc": round(float(roc_auc_score(risk, risk_scores)), 4),
-            "protocol_auc": round(float(roc_auc_score(protocol[known],
-                                                      protocol_scores[known])), 4)}
+    task = EncoderTask("safety", "sigmoid", ("risk", "protocol"), [r["text"] for r in rows],
+                       targets(rows), dev_texts=[r["text"] for r in validation],
+                       dev_targets=targets(validation))
+    # No cut: the gate reads a conversation as its history joined to the newest message,
+    # and the newest message is at the end.
+    settings = EncoderTrainingArguments(
+        epochs=args.epochs, batch_size=args.batch, learning_rate=args.lr,
+        head_learning_rate=args.head_lr, seed=args.seed, threads=args.threads,
+        dev_rows=len(validation), max_chars=1_000_000)
+    encoder, heads, history, seconds = train_encoder([task], settings)
+    history = [{k.removeprefix("safety/"): v for k, v in row.items()} for row in history]
+    return encoder, heads["safety"][0], history, seconds
 
 
 def to_reader(encoder, head, attention, check_in, protocol):

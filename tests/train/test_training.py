@@ -103,6 +103,27 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, caplog):
     assert summary["train_answer_tokens"] == 10 * summary["data_answer_tokens"]
 
 
+def test_init_adapter_starts_a_second_stage_where_the_first_ended(tmp_path):
+    first = train(recipe("tiny-sft.yaml", tmp_path / "one", "max_steps=20", "eval_steps=20",
+                         "save_steps=20", f"output_dir={tmp_path / 'one'}"))
+    first_evals = [h["eval_loss"] for h in first.history if "eval_loss" in h]
+    assert first_evals[-1] < first_evals[0]
+    second = train(recipe("tiny-sft.yaml", tmp_path / "two", "max_steps=2", "eval_steps=2",
+                          "save_steps=2", f"output_dir={tmp_path / 'two'}",
+                          f"init_adapter={tmp_path / 'one' / 'checkpoint-20'}"))
+    start = [h["eval_loss"] for h in second.history if "eval_loss" in h][0]
+    # The second stage's step-0 evaluation is the first stage's last, not the base's.
+    assert start == pytest.approx(first_evals[-1], rel=1e-4)
+    assert (tmp_path / "two" / "adapter" / "adapter_config.json").exists()
+
+
+def test_init_adapter_that_is_not_an_adapter_is_named_by_the_dry_run(tmp_path):
+    from mindwell.train.runner import dry_run
+
+    with pytest.raises(MindwellError, match="holds no PEFT adapter"):
+        dry_run(recipe("tiny-sft.yaml", tmp_path, f"init_adapter={tmp_path}"))
+
+
 def test_train_tokens_count_what_the_steps_saw(tmp_path):
     train(recipe("tiny-sft.yaml", tmp_path / "one", "max_steps=1", "eval_steps=1000",
                  "save_steps=1000", f"output_dir={tmp_path / 'one'}"))

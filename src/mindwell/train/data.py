@@ -31,8 +31,8 @@ def _resolve(source: str, recipe_dir: Path | None) -> str:
 
 
 def resolve_recipe_paths(recipe, recipe_dir: Path) -> None:
-    """Resolve ``data``, ``eval_data`` and ``data_script`` against the working directory,
-    then the recipe's folder, so a recipe runs from any directory."""
+    """Resolve ``data``, ``eval_data``, ``data_script`` and ``init_adapter`` against the
+    working directory, then the recipe's folder, so a recipe runs from any directory."""
     recipe._recipe_dir = Path(recipe_dir)
     if isinstance(recipe.data, str):
         recipe.data = _resolve(recipe.data, recipe_dir)
@@ -42,6 +42,8 @@ def resolve_recipe_paths(recipe, recipe_dir: Path) -> None:
         recipe.eval_data = _resolve(recipe.eval_data, recipe_dir)
     if recipe.data_script:
         recipe.data_script = _resolve(recipe.data_script, recipe_dir)
+    if recipe.init_adapter:
+        recipe.init_adapter = _resolve(recipe.init_adapter, recipe_dir)
 
 
 def is_hub_name(source: str) -> bool:

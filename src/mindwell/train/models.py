@@ -213,6 +213,11 @@ def load_model(recipe: Recipe, location: str, num_labels: int | None = None,
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=recipe.gradient_checkpointing
         )
+    if recipe.init_adapter:
+        model = load_init_adapter(model, recipe.init_adapter)
+        if recipe.gradient_checkpointing:
+            model.enable_input_require_grads()
+        return model, tokenizer
     problem = target_module_problem(
         recipe.lora_target_modules,
         {name: type(module).__name__ for name, module in model.named_modules()}, recipe.model)
@@ -230,3 +235,36 @@ def load_model(recipe: Recipe, location: str, num_labels: int | None = None,
         # Checkpointed blocks need an input that requires grad, or no gradient reaches LoRA.
         model.enable_input_require_grads()
     return model, tokenizer
+
+
+def init_adapter_problem(path: str) -> MindwellError | None:
+    """Why ``path`` cannot start a LoRA run, or None."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        return MindwellError(f"init_adapter: {path} is not a folder.",
+                             "Give a PEFT adapter folder, e.g. runs/<run>/checkpoint-<step> or "
+                             "runs/<run>/adapter.")
+    missing = [name for name in ("adapter_config.json",) if not (folder / name).exists()]
+    weights = any((folder / name).exists() for name in
+                  ("adapter_model.safetensors", "adapter_model.bin"))
+    if missing or not weights:
+        return MindwellError(
+            f"init_adapter: {path} holds no PEFT adapter (needs adapter_config.json and "
+            "adapter_model.safetensors).",
+            "Point it at a checkpoint folder of a LoRA run (runs/<run>/checkpoint-<step>).")
+    return None
+
+
+def load_init_adapter(model, path: str):
+    """``model`` with the trainable LoRA of an earlier run on it."""
+    from peft import PeftModel
+
+    problem = init_adapter_problem(path)
+    if problem is not None:
+        raise problem
+    try:
+        return PeftModel.from_pretrained(model, path, is_trainable=True)
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise MindwellError(
+            f"init_adapter: {path} does not fit this base model: {err}",
+            "Use an adapter trained on the same base (the recipe's model).") from err

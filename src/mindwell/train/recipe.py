@@ -165,6 +165,11 @@ class Recipe(BaseModel):
         None, description="Default: f1_weighted for classify, loss for sft."
     )
     resume: bool = Field(False, description="Continue from the last checkpoint in output_dir.")
+    init_adapter: str | None = Field(
+        None, description="Start the LoRA from an earlier adapter (a PEFT folder such as "
+        "runs/x/checkpoint-65) instead of fresh weights: a second stage on new data with its "
+        "own schedule. The adapter's rank and target layers are kept; lora_r, lora_alpha and "
+        "lora_target_modules are not used.")
     merge: bool = Field(False, description="Also write the adapter merged into the base.")
     report_to: list[str] = Field(
         default_factory=lambda: ["tensorboard"],

@@ -324,6 +324,7 @@ def plan(recipe: Recipe, check_data: bool = True) -> Plan:
     from mindwell.train.models import (
         TINY_MODEL,
         effective_method,
+        init_adapter_problem,
         layer_names,
         target_module_problem,
     )
@@ -343,7 +344,15 @@ def plan(recipe: Recipe, check_data: bool = True) -> Plan:
 
     uses_lora = method != "full" and (
         recipe.task != "classify" or recipe.classifier == "lora")
-    if uses_lora:
+    if uses_lora and recipe.init_adapter:
+        problem = init_adapter_problem(recipe.init_adapter)
+        if problem is not None:
+            problems.append(problem)
+        else:
+            config = json.loads((Path(recipe.init_adapter) / "adapter_config.json").read_text())
+            lines.append(f"init_adapter: {recipe.init_adapter} (r={config.get('r')}, base "
+                         f"{config.get('base_model_name_or_path')}): the LoRA starts there")
+    elif uses_lora:
         targets = recipe.lora_target_modules
         try:
             modules, why = layer_names(recipe)
