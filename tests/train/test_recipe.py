@@ -80,6 +80,12 @@ def test_every_shipped_recipe_dry_runs_from_any_directory(path, where, tmp_path,
     result = plan(recipe)
     assert result.lines[0].startswith(f"task {recipe.task}")
     missing = [f for f in files if not f.exists()]
+    earlier = yaml.safe_load(path.read_text()).get("init_adapter")
+    if earlier and not (path.parent / earlier).exists():
+        # A second stage before its first: named, with what to run.
+        with pytest.raises(MindwellError, match="init_adapter: .* is not a folder"):
+            dry_run(recipe)
+        return
     if not missing:
         assert result.error() is None, result.error()
         assert dry_run(recipe) == result.lines

@@ -111,7 +111,7 @@ def test_init_adapter_starts_a_second_stage_where_the_first_ended(tmp_path):
     second = train(recipe("tiny-sft.yaml", tmp_path / "two", "max_steps=2", "eval_steps=2",
                           "save_steps=2", f"output_dir={tmp_path / 'two'}",
                           f"init_adapter={tmp_path / 'one' / 'checkpoint-20'}"))
-    start = [h["eval_loss"] for h in second.history if "eval_loss" in h][0]
+    start = next(h["eval_loss"] for h in second.history if "eval_loss" in h)
     # The second stage's step-0 evaluation is the first stage's last, not the base's.
     assert start == pytest.approx(first_evals[-1], rel=1e-4)
     assert (tmp_path / "two" / "adapter" / "adapter_config.json").exists()

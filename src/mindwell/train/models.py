@@ -243,7 +243,8 @@ def init_adapter_problem(path: str) -> MindwellError | None:
     if not folder.is_dir():
         return MindwellError(f"init_adapter: {path} is not a folder.",
                              "Give a PEFT adapter folder, e.g. runs/<run>/checkpoint-<step> or "
-                             "runs/<run>/adapter.")
+                             "runs/<run>/adapter: train the earlier stage first (its recipe "
+                             "says which).")
     missing = [name for name in ("adapter_config.json",) if not (folder / name).exists()]
     weights = any((folder / name).exists() for name in
                   ("adapter_model.safetensors", "adapter_model.bin"))
