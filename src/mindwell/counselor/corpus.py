@@ -86,6 +86,25 @@ def sentences(text: str) -> int:
     return len(ends) + (1 if tail else 0)
 
 
+# A mark after one of these is not a sentence end when cutting text short: "Dr. Lee" or a
+# numbered list ("1. Breathe") cut there would teach a reply that stops mid-thought.
+_NOT_AN_END = re.compile(r"\b(mr|mrs|ms|dr|prof|st|vs|etc|e\.g|i\.e|\d|[a-z])\.$", re.I)
+
+
+def cut_sentences(text: str, limit: int) -> str:
+    """``text`` up to the end of its ``limit``-th sentence (the ends `sentences` counts, less
+    abbreviations and list numbers), or unchanged when it has no more than ``limit``."""
+    text = text.strip()
+    count = 0
+    for end in _SENTENCE_END.finditer(text):
+        if _NOT_AN_END.search(text[:end.end()].rstrip("\"'”’)]")):
+            continue
+        count += 1
+        if count == limit:
+            return text[:end.end()] if text[end.end():].strip() else text
+    return text
+
+
 def language_of(text: str) -> str | None:
     """'ko' when most letters are Hangul, 'en' when they are Latin, else None."""
     hangul, latin = len(_HANGUL.findall(text)), len(_LATIN.findall(text))

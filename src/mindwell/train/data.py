@@ -31,8 +31,9 @@ def _resolve(source: str, recipe_dir: Path | None) -> str:
 
 
 def resolve_recipe_paths(recipe, recipe_dir: Path) -> None:
-    """Resolve ``data``, ``eval_data``, ``data_script`` and ``init_adapter`` against the
-    working directory, then the recipe's folder, so a recipe runs from any directory."""
+    """Resolve ``data``, ``eval_data``, ``data_script``, ``init_adapter`` and
+    ``behaviour_prompts`` against the working directory, then the recipe's folder, so a
+    recipe runs from any directory."""
     recipe._recipe_dir = Path(recipe_dir)
     if isinstance(recipe.data, str):
         recipe.data = _resolve(recipe.data, recipe_dir)
@@ -44,6 +45,8 @@ def resolve_recipe_paths(recipe, recipe_dir: Path) -> None:
         recipe.data_script = _resolve(recipe.data_script, recipe_dir)
     if recipe.init_adapter:
         recipe.init_adapter = _resolve(recipe.init_adapter, recipe_dir)
+    if getattr(recipe, "behaviour_prompts", None):
+        recipe.behaviour_prompts = _resolve(recipe.behaviour_prompts, recipe_dir)
 
 
 def is_hub_name(source: str) -> bool:
@@ -233,21 +236,68 @@ def _cap(table, limit: int | None, seed: int, shuffle: bool):
     return table.select(range(min(limit, len(table))))
 
 
+# Which original row a mixed-in row copies: copies of one row share a split, so an
+# upsampled row never sits in training and validation at once.
+_MIX_ROW = "__mindwell_mix_row"
+
+
+def sample_rows(size: int, weight: float, seed: int) -> list[int]:
+    """Row indices for one source sampled to ``weight`` x ``size`` rows: whole copies for
+    the integer part of the weight, then a seeded subset for the rest."""
+    rng = random.Random(seed)
+    wanted = max(1, round(weight * size))
+    copies, rest = divmod(wanted, size)
+    return sorted(list(range(size)) * copies + rng.sample(range(size), rest))
+
+
+def mixed_table(recipe, used: list | None = None):
+    """The recipe's data as one table, each source sampled by ``data_weights`` (when set);
+    ``used`` receives each source's rows in the mix, in order. Copies carry their original row's key
+    in a column the split groups by (when the recipe names no group or split column)."""
+    import datasets
+
+    if not recipe.data_weights:
+        return load_table(recipe.data)
+    sources = [recipe.data] if isinstance(recipe.data, str) else list(recipe.data)
+    tables = []
+    for index, (source, weight) in enumerate(zip(sources, recipe.data_weights, strict=True)):
+        table = load_table(source)
+        # One seed per source, so reordering the other sources does not change this sample.
+        rows = sample_rows(len(table), weight, recipe.seed + index)
+        if used is not None:
+            used.append({"source": source, "weight": weight, "rows": len(rows),
+                         "of": len(table)})
+        tables.append(table.select(rows).add_column(_MIX_ROW, [f"{index}:{r}" for r in rows]))
+    try:
+        return datasets.concatenate_datasets(tables)
+    except ValueError as err:
+        raise MindwellError(
+            f"The data files {data_name(recipe.data)} cannot be read as one table: {err}",
+            "Give every file the same columns (and the same types in them).",
+        ) from err
+
+
 def recipe_tables(recipe, check: Callable | None = None, stratify_column: str | None = None,
-                  shuffle_caps: bool = False):
+                  shuffle_caps: bool = False, mix: list | None = None):
     """(whole table, train rows, validation rows or None) as a recipe asks for them.
 
     ``check(table, source)`` validates each loaded file before it is split or capped. The
-    validation rows come from ``eval_data`` when given, else from the split.
+    validation rows come from ``eval_data`` when given, else from the split. With
+    ``data_weights`` the sources are mixed before the split; ``mix`` receives what each
+    contributed.
     """
     require_data(recipe)
-    table = load_table(recipe.data)
+    table = mixed_table(recipe, mix)
     if check:
         check(table, data_name(recipe.data))
+    group = recipe.group_column or (_MIX_ROW if _MIX_ROW in table.column_names else None)
     train_rows, eval_rows = split_rows(
         table, recipe.validation_fraction if not recipe.eval_data else 0.0, recipe.seed,
-        recipe.split_column, recipe.data_split, recipe.group_column, stratify_column,
+        recipe.split_column, recipe.data_split, group, stratify_column,
     )
+    if _MIX_ROW in table.column_names:
+        table, train_rows = table.remove_columns(_MIX_ROW), train_rows.remove_columns(_MIX_ROW)
+        eval_rows = eval_rows.remove_columns(_MIX_ROW) if eval_rows is not None else None
     if recipe.eval_data:
         eval_rows = load_table(recipe.eval_data)
         if check:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -18,11 +18,19 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from mindwell.errors import MindwellError
+
+# What the behaviour probe logs at each evaluation (as eval_<name>); the last three are
+# better small.
+BEHAVIOUR_METRICS = ("behaviour_stop_rate", "behaviour_language_match",
+                     "behaviour_mean_tokens", "behaviour_guard_violations", "behaviour_links")
+LOWER_IS_BETTER = {"loss", "behaviour_mean_tokens", "behaviour_guard_violations",
+                   "behaviour_links"}
 
 
 class Recipe(BaseModel):
@@ -58,6 +66,16 @@ class Recipe(BaseModel):
     validation_fraction: float = Field(0.1, ge=0.0, lt=1.0,
                                        description="Held out for validation when no split is "
                                        "given.")
+    data_weights: list[Annotated[float, Field(gt=0)]] | None = Field(
+        None, description="sft: one weight per data file: each file is sampled to weight x "
+        "its rows before the split (above 1 repeats rows, below 1 takes a seeded subset), so "
+        "a small source is not drowned by a large one.")
+    data_licences: list[str] | None = Field(
+        None, description="One licence per data file (e.g. MIT, CC-BY-NC-4.0, project), "
+        "written into the model card; an NC or ND licence with a model_licence that is not "
+        "non-commercial is warned about.")
+    model_licence: str | None = Field(None, description="The trained model's licence, for "
+                                      "the model card (e.g. CC-BY-NC-4.0).")
     max_train_samples: int | None = Field(None, ge=1, description="Cap, for quick runs.")
     max_eval_samples: int | None = Field(None, ge=1, description="Cap on validation rows.")
 
@@ -75,6 +93,10 @@ class Recipe(BaseModel):
                             "from its reference (the model with the adapter off).")
     dpo_loss: Literal["sigmoid", "ipo", "hinge", "robust"] = Field(
         "sigmoid", description="dpo: TRL loss_type; sigmoid is the DPO paper's loss.")
+    max_response_sentences: int | None = Field(
+        None, ge=1, description="sft: cut every answer after this many sentences (at . ! ? "
+        "and their Korean/full-width forms), so long essay answers teach the model to stop; "
+        "the cut answers are counted.")
     system_prompt: str | None = Field(
         None, description="System prompt added to every conversation that has none "
         "(folded into the first user turn for Gemma)."
@@ -162,8 +184,16 @@ class Recipe(BaseModel):
     early_stopping_patience: int | None = Field(None, ge=1, description="Evaluations without "
                                                 "improvement before stopping.")
     metric_for_best_model: str | None = Field(
-        None, description="Default: f1_weighted for classify, loss for sft."
+        None, description="Default: f1_weighted for classify, loss for sft; with "
+        "behaviour_prompts also behaviour_stop_rate, behaviour_language_match (higher is "
+        "better), behaviour_mean_tokens, behaviour_guard_violations, behaviour_links (lower)."
     )
+    behaviour_prompts: str | None = Field(
+        None, description="sft: JSONL of {\"messages\": [...]} or {\"prompt\": ...}; at each "
+        "evaluation the model answers each greedily and eval_behaviour_* metrics (stop rate, "
+        "tokens, language match, guard violations, links) are logged.")
+    behaviour_max_tokens: int = Field(64, ge=1, description="sft: token limit of each "
+                                      "behaviour reply; one that reaches it did not stop.")
     resume: bool = Field(False, description="Continue from the last checkpoint in output_dir.")
     init_adapter: str | None = Field(
         None, description="Start the LoRA from an earlier adapter (a PEFT folder such as "
@@ -190,6 +220,16 @@ class Recipe(BaseModel):
             return [] if value.strip().lower() == "none" else [value]
         return value
 
+    @field_validator("data_weights", "data_licences")
+    @classmethod
+    def _one_per_source(cls, values: list | None, info: ValidationInfo) -> list | None:
+        data = info.data.get("data")  # absent when data itself was invalid
+        sources = 1 if isinstance(data, str) else len(data or [])
+        if values is not None and data is not None and len(values) != sources:
+            raise ValueError(f"{info.field_name} has {len(values)} value(s) but data names "
+                             f"{sources} source(s); give one per data file, in the same order")
+        return values
+
     @model_validator(mode="after")
     def _check_task_fields(self) -> Recipe:
         explicit_weights = self.class_weights not in (None, "auto")
@@ -202,6 +242,16 @@ class Recipe(BaseModel):
             raise ValueError("prompt_columns needs response_column (the answer column)")
         if self.packing and self.task != "sft":
             raise ValueError(f"packing is for task: sft; this recipe's task is {self.task}")
+        for name in ("data_weights", "max_response_sentences", "behaviour_prompts"):
+            if getattr(self, name) is not None and self.task != "sft":
+                raise ValueError(f"{name} is for task: sft; this recipe's task is {self.task}")
+        metric = (self.metric_for_best_model or "").removeprefix("eval_")
+        if metric.startswith("behaviour_") and metric not in BEHAVIOUR_METRICS:
+            raise ValueError(f"metric_for_best_model: '{metric}' is not a behaviour metric; "
+                             f"known: {', '.join(BEHAVIOUR_METRICS)}")
+        if metric.startswith("behaviour_") and not self.behaviour_prompts:
+            raise ValueError(f"metric_for_best_model: {metric} needs behaviour_prompts (the "
+                             "prompts it is measured on)")
         if self.svm_ngrams and self.classifier != "embedding-svm":
             raise ValueError("svm_ngrams stacks an n-gram model on classifier: embedding-svm; "
                              f"this recipe's classifier is {self.classifier}")
@@ -210,6 +260,12 @@ class Recipe(BaseModel):
     @property
     def best_metric(self) -> str:
         return self.metric_for_best_model or ("f1_weighted" if self.task == "classify" else "loss")
+
+
+def greater_is_better(metric: str) -> bool:
+    """Whether a larger value of ``metric`` is better (loss, reply length, guard flags and
+    links are better small)."""
+    return metric.removeprefix("eval_") not in LOWER_IS_BETTER
 
 
 FIELD_NAMES = tuple(Recipe.model_fields)

@@ -44,6 +44,37 @@ def plot_loss_curve(history: list[dict], path: Path, best_metric: str = "loss") 
     plt.close(fig)
 
 
+def data_lines(recipe: Recipe, summary: dict) -> str:
+    """The card's lines on how the data was mixed, cut and licensed (each only when the
+    recipe asks for it)."""
+    lines = []
+    if summary.get("data_mix"):
+        lines.append("Mixed by data_weights before the split: " + "; ".join(
+            f"`{m['source']}` {m['rows']} rows of {m['of']} (x{m['weight']:g})"
+            for m in summary["data_mix"]) + ".")
+    if recipe.max_response_sentences and "cut_responses" in summary:
+        limit = recipe.max_response_sentences
+        lines.append(f"Answers cut after {limit} sentence{'s' if limit > 1 else ''} "
+                     f"(max_response_sentences): {summary['cut_responses']} of "
+                     f"{summary['responses']} training answers, "
+                     f"{summary['eval_cut_responses']} validation answers.")
+    if recipe.data_licences:
+        sources = [recipe.data] if isinstance(recipe.data, str) else recipe.data
+        lines.append("Data licences: " + "; ".join(
+            f"`{source}`: {licence}" for source, licence in zip(sources, recipe.data_licences,
+                                                               strict=True))
+                     + f". Model licence: {recipe.model_licence or 'not stated'}.")
+        from mindwell.train.runner import licence_warnings
+
+        lines += [f"**Licence warning:** {w}" for w in licence_warnings(recipe)]
+    if recipe.behaviour_prompts:
+        lines.append(f"Behaviour prompts: `{recipe.behaviour_prompts}` "
+                     f"({summary.get('behaviour_prompts', '?')} prompts answered greedily at "
+                     f"each evaluation, up to {recipe.behaviour_max_tokens} tokens; "
+                     "`behaviour_*` below).")
+    return "".join(f"\n- {line}" for line in lines)
+
+
 def write_model_card(recipe: Recipe, summary: dict, path: Path) -> None:
     metrics = summary.get("metrics") or {}
     metric_rows = "\n".join(
@@ -71,8 +102,10 @@ def write_model_card(recipe: Recipe, summary: dict, path: Path) -> None:
                 f"{summary['train_tokens']:,} tokens (padding excluded)"
                 + (f", {summary['train_answer_tokens']:,} of them answer tokens with a loss"
                    if summary.get("train_answer_tokens") is not None else "") + ".")
+    # Hub metadata spells licence ids in lower case (cc-by-nc-4.0, apache-2.0).
+    licence_tag = f"\nlicense: {recipe.model_licence.lower()}" if recipe.model_licence else ""
     card = f"""---
-base_model: {recipe.model}
+base_model: {recipe.model}{licence_tag}
 library_name: {"peft" if recipe.method != "full" else "transformers"}
 tags: [mindwell, {recipe.task}, {recipe.method}]
 ---
@@ -85,7 +118,7 @@ Trained with `mindwell train` as {use}.
   Terms of Use for Gemma models).
 - Data: `{data}`{f" (validation: `{recipe.eval_data}`)" if recipe.eval_data else ""}:
   {summary.get("train_examples")} training and {summary.get("eval_examples")} validation examples,
-  {", ".join(long_examples)}.
+  {", ".join(long_examples)}.{data_lines(recipe, summary)}
 - Split: {split}, seed {recipe.seed}.{seen}
 
 ## Validation metrics

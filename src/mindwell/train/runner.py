@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from mindwell.errors import MindwellError
-from mindwell.train.recipe import Recipe
+from mindwell.train.recipe import Recipe, greater_is_better
 
 log = logging.getLogger("mindwell.train")
 
@@ -90,8 +90,10 @@ def planned_steps(recipe: Recipe, train_examples: int | None) -> int | None:
     return math.ceil(per_epoch * recipe.num_epochs)
 
 
-def recipe_warnings(recipe: Recipe, train_examples: int | None = None) -> list[str]:
-    """Settings that run but are probably not meant."""
+def recipe_warnings(recipe: Recipe, train_examples: int | None = None,
+                    has_eval: bool | None = None) -> list[str]:
+    """Settings that run but are probably not meant (``has_eval``: whether the run has
+    validation rows, when known; else told from the recipe)."""
     warnings = []
     steps = planned_steps(recipe, train_examples)
     if steps is not None and recipe.warmup_steps > steps:
@@ -99,6 +101,45 @@ def recipe_warnings(recipe: Recipe, train_examples: int | None = None) -> list[s
             f"warmup_steps={recipe.warmup_steps} is more than the {steps} optimizer steps "
             "this run takes: the learning rate never reaches learning_rate. Lower "
             "warmup_steps (or use warmup_ratio).")
+    if has_eval is None:
+        has_eval = bool(recipe.eval_data or recipe.split_column or recipe.validation_fraction)
+    if recipe.behaviour_prompts and not has_eval:
+        warnings.append("behaviour_prompts are answered at evaluations, and this run has no "
+                        "validation rows, so it never evaluates and they are never answered: "
+                        "give it validation data or leave behaviour_prompts out.")
+    return warnings
+
+
+def _licence_terms(licence: str) -> set[str]:
+    """The licence's parts as words (CC-BY-NC-SA-4.0 -> cc, by, nc, sa, 4, 0), so NC is
+    found in CC-BY-NC-4.0 but not in NCSA."""
+    import re
+
+    return set(re.split(r"[^a-z0-9]+", licence.lower()))
+
+
+def licence_warnings(recipe: Recipe) -> list[str]:
+    """A data source whose licence forbids commercial use (NC) or derivatives (ND), when the
+    model's own licence is not non-commercial: the model would be offered on terms its data
+    does not allow."""
+    if not recipe.data_licences:
+        return []
+    sources = [recipe.data] if isinstance(recipe.data, str) else list(recipe.data)
+    model_nc = recipe.model_licence is not None and "nc" in _licence_terms(recipe.model_licence)
+    if model_nc:
+        return []
+    model = f"model_licence is {recipe.model_licence}, not non-commercial" if \
+        recipe.model_licence else "model_licence is not set"
+    warnings = []
+    for source, licence in zip(sources, recipe.data_licences, strict=True):
+        terms = _licence_terms(licence)
+        kinds = [why for term, why in (("nc", "non-commercial"), ("nd", "no derivatives"))
+                 if term in terms]
+        if kinds:
+            warnings.append(
+                f"data {source} is licensed {licence} ({', '.join(kinds)}), but {model}: a "
+                "model trained on it may only be used and shared on that licence's terms. "
+                "Set model_licence to match (e.g. CC-BY-NC-4.0) or leave the source out.")
     return warnings
 
 
@@ -155,7 +196,7 @@ def training_arguments(recipe: Recipe, has_eval: bool, output_dir: Path,
         logging_first_step=True,
         load_best_model_at_end=has_eval,
         metric_for_best_model=metric if has_eval else None,
-        greater_is_better=None if not has_eval else metric != "loss",
+        greater_is_better=None if not has_eval else greater_is_better(metric),
         prediction_loss_only=recipe.task == "sft",
         report_to=report_to(recipe),
         # Real (non-padding) tokens the optimizer steps see; kept across a resume.
@@ -184,6 +225,8 @@ def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
 
     transformers.logging.set_verbosity_warning()
     require_data(recipe)
+    for warning in licence_warnings(recipe):
+        log.warning(warning)
     if recipe.task != "classify" or recipe.classifier == "lora":
         report_to(recipe)  # a missing logger fails now, not after the model has loaded
     output_dir = Path(recipe.output_dir)
@@ -207,7 +250,8 @@ def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
     started = time.time()
     task = {"sft": sft_task, "dpo": dpo_task}.get(recipe.task, classify)
     prepared = task.prepare(recipe, base_location(recipe, output_dir))
-    for warning in recipe_warnings(recipe, len(prepared.train_dataset)):
+    for warning in recipe_warnings(recipe, len(prepared.train_dataset),
+                                   has_eval=prepared.eval_dataset is not None):
         log.warning(warning)
     args = training_arguments(recipe, prepared.eval_dataset is not None, output_dir,
                               resuming=resume_from is not None)
@@ -320,7 +364,13 @@ def plan(recipe: Recipe, check_data: bool = True) -> Plan:
     """Validate what can be checked without loading weights: the model's layers against
     lora_target_modules, the loggers against what is installed, every data file and its
     columns. A file that is missing is a problem, never a silent pass."""
-    from mindwell.train.data import is_hub_name, load_table, missing_data, require_columns
+    from mindwell.train.data import (
+        is_hub_name,
+        load_table,
+        missing_data,
+        require_columns,
+        sample_rows,
+    )
     from mindwell.train.models import (
         TINY_MODEL,
         effective_method,
@@ -379,8 +429,11 @@ def plan(recipe: Recipe, check_data: bool = True) -> Plan:
 
     missing = {m.source: m for m in missing_data(recipe)}
     data = [recipe.data] if isinstance(recipe.data, str) else recipe.data
+    # (source, its data_weights entry or None); eval_data is never mixed.
+    sources = list(zip(data, recipe.data_weights or [None] * len(data), strict=True))
+    sources += [(recipe.eval_data, None)] if recipe.eval_data else []
     rows = 0
-    for source in [s for s in (*data, recipe.eval_data) if s]:
+    for source, weight in sources:
         if source in missing:
             lines.append(f"data: {source}: MISSING, columns not checked")
             problems.append(MindwellError(missing[source].message, missing[source].hint))
@@ -400,8 +453,31 @@ def plan(recipe: Recipe, check_data: bool = True) -> Plan:
             needed = [recipe.messages_column]
         needed += [c for c in (recipe.split_column, recipe.group_column) if c]
         require_columns(table, needed, source)
-        rows += len(table) if source != recipe.eval_data else 0
-        lines.append(f"data: {source}: {len(table)} rows, columns ok ({', '.join(needed)})")
+        used = len(table) if weight is None else len(sample_rows(len(table), weight, 0))
+        rows += used if source != recipe.eval_data else 0
+        mixed = "" if weight is None else f"; data_weights x{weight:g}: {used} rows in the mix"
+        lines.append(f"data: {source}: {len(table)} rows, columns ok ({', '.join(needed)})"
+                     + mixed)
+    if recipe.behaviour_prompts and not check_data:
+        lines.append(f"behaviour_prompts: {recipe.behaviour_prompts} (not checked)")
+    elif recipe.behaviour_prompts:
+        from mindwell.train.behaviour import read_behaviour_prompts
+
+        try:
+            prompts = read_behaviour_prompts(recipe.behaviour_prompts)
+            lines.append(f"behaviour_prompts: {recipe.behaviour_prompts}: {len(prompts)} "
+                         f"prompts, ok (answered at each evaluation, up to "
+                         f"{recipe.behaviour_max_tokens} tokens)")
+        except MindwellError as err:
+            state = "not usable" if Path(recipe.behaviour_prompts).is_file() else "MISSING"
+            lines.append(f"behaviour_prompts: {recipe.behaviour_prompts}: {state}")
+            problems.append(err)
+    if recipe.data_licences:
+        lines.append("data_licences: " + ", ".join(
+            f"{source} {licence}" for source, licence in zip(data, recipe.data_licences,
+                                                              strict=True))
+            + f"; model_licence: {recipe.model_licence or 'not set'}")
+    lines += [f"warning: {w}" for w in licence_warnings(recipe)]
     if recipe.task != "classify" or recipe.classifier == "lora":
         # The row count is an upper bound on training examples (before the split).
         lines += [f"warning: {w}" for w in recipe_warnings(recipe, rows or None)]

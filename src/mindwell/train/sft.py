@@ -50,6 +50,29 @@ def normalise_conversation(messages: list[dict], system_prompt: str | None) -> l
     return [*head, *turns]
 
 
+def cut_answers(conversations: list[list[dict]], limit: int | None
+                ) -> tuple[list[list[dict]], int, int]:
+    """Every assistant turn cut after ``limit`` sentences (None: unchanged), with how many
+    were cut and how many there are. A long essay answer cut at a sentence end still ends
+    with the end-of-turn token, so the model learns to stop where the cut is."""
+    from mindwell.counselor.corpus import cut_sentences
+
+    answers = sum(m["role"] == "assistant" for c in conversations for m in c)
+    if limit is None:
+        return conversations, 0, answers
+    cut, out = 0, []
+    for messages in conversations:
+        kept = []
+        for message in messages:
+            if message["role"] == "assistant":
+                short = cut_sentences(message["content"], limit)
+                cut += short != message["content"].strip()
+                message = {**message, "content": short}
+            kept.append(message)
+        out.append(kept)
+    return out, cut, answers
+
+
 @dataclass
 class Tokenized:
     input_ids: list[int]

@@ -8,12 +8,18 @@ from dataclasses import dataclass, field
 from transformers import DataCollatorForSeq2Seq, Trainer
 
 from mindwell.errors import MindwellError
+from mindwell.train.behaviour import BehaviourProbe, read_behaviour_prompts
 from mindwell.train.callbacks import AnswerTokenCounter
 from mindwell.train.data import data_name, recipe_tables, require_columns
 from mindwell.train.losses import chunked_lm_loss
 from mindwell.train.models import load_model
 from mindwell.train.recipe import Recipe
-from mindwell.train.sft import normalise_conversation, row_to_messages, tokenize_conversation
+from mindwell.train.sft import (
+    cut_answers,
+    normalise_conversation,
+    row_to_messages,
+    tokenize_conversation,
+)
 
 log = logging.getLogger("mindwell.train")
 
@@ -54,6 +60,17 @@ class SFTTrainer(Trainer):
             if isinstance(callback, AnswerTokenCounter):
                 callback.answer_tokens += int((inputs["labels"] != -100).sum())
         return super().training_step(model, inputs, num_items_in_batch)
+
+    def evaluation_loop(self, *args, **kwargs):
+        # The behaviour scores join the loss here, before evaluate() logs the metrics, so
+        # they reach metrics.csv, the history and the choice of the best checkpoint.
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", "eval")
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, BehaviourProbe):
+                scores = callback.measure(self.model, self.state.global_step)
+                output.metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
+        return output
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # Packed rows carry position_ids and no attention mask: transformers then builds a
@@ -167,10 +184,24 @@ class PackedCollator:
 def prepare(recipe: Recipe, location: str) -> Prepared:
     from mindwell.inference.hf import template_for_tokenizer
 
-    _, train_rows, eval_rows = recipe_tables(recipe)
+    mix: list[dict] = []
+    _, train_rows, eval_rows = recipe_tables(recipe, mix=mix)
     train_convs = conversations(recipe, train_rows, data_name(recipe.data))
     eval_convs = conversations(recipe, eval_rows, recipe.eval_data or data_name(recipe.data)) if (
         eval_rows is not None and len(eval_rows)) else None
+    # Validation answers are cut too, so the validation loss measures the same targets.
+    limit = recipe.max_response_sentences
+    train_convs, cut, answers = cut_answers(train_convs, limit)
+    eval_convs, eval_cut, _ = cut_answers(eval_convs or [], limit)
+    if limit:
+        log.info("max_response_sentences=%d cut %d of %d training answers (and %d validation "
+                 "answers).", limit, cut, answers, eval_cut)
+    for used in mix:
+        log.info("data_weights: %s gives %d of its %d rows (x%g).", used["source"],
+                 used["rows"], used["of"], used["weight"])
+    # Read before the model loads, so a bad prompts file fails fast.
+    prompts = read_behaviour_prompts(recipe.behaviour_prompts) if recipe.behaviour_prompts \
+        else None
 
     model, tokenizer = load_model(recipe, location)
     config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
@@ -178,6 +209,8 @@ def prepare(recipe: Recipe, location: str) -> Prepared:
     train_ds, truncated = tokenize_all(recipe, tokenizer, template, train_convs,
                                        drop_long=recipe.drop_long)
     eval_ds = tokenize_all(recipe, tokenizer, template, eval_convs)[0] if eval_convs else None
+    probe = [BehaviourProbe(prompts, tokenizer, template, recipe.system_prompt,
+                            recipe.behaviour_max_tokens)] if prompts else []
     dropped = truncated if recipe.drop_long else 0
     if truncated and recipe.drop_long:
         log.warning("%d training conversations were longer than max_length=%d tokens and were "
@@ -214,9 +247,13 @@ def prepare(recipe: Recipe, location: str) -> Prepared:
         dropped=dropped,
         examples=conversations_count,
         trainer_kwargs={"chunked_loss": recipe.chunked_loss},
-        callbacks=[AnswerTokenCounter()],
+        callbacks=[AnswerTokenCounter(), *probe],
         # What the training set holds; what the steps saw (fewer with max_steps, more with
         # several epochs) is counted while training (train_tokens, train_answer_tokens).
         extra_summary={"template": template.name, "data_tokens": total,
-                       "data_answer_tokens": labelled, **packing},
+                       "data_answer_tokens": labelled, **packing,
+                       **({"cut_responses": cut, "eval_cut_responses": eval_cut,
+                           "responses": answers} if limit else {}),
+                       **({"data_mix": mix} if mix else {}),
+                       **({"behaviour_prompts": len(prompts)} if prompts else {})},
     )
