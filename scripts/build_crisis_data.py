@@ -35,7 +35,10 @@ has two targets for the safety reader: ``risk`` (protocol or check-in: 1) and ``
 ambiguous); ``label`` stays ``risk`` for the binary recipes. Minimal pairs of quarrel vs
 abuse at home (``configs/data/safety_home_pairs_{en,ko}.jsonl``, same schema: the same
 household with and without fear, violence or threats) are read the same way, so the diary
-negatives' family quarrels do not teach the reader that trouble at home is never a crisis.
+negatives' family quarrels do not teach the reader that trouble at home is never a crisis;
+and diary-style pairs (``safety_diary_pairs_{en,ko}.jsonl``: the same errands as putting
+affairs in order, or a passive wish inside a mundane day), so ordinary diary days do not
+teach it that preparation and a tucked-away wish to be gone are normal.
 """
 
 from __future__ import annotations
@@ -149,7 +152,7 @@ def main() -> None:
                       {row["text"] for row in rows})
     data = ROOT / "configs" / "data"
     for path in [*sorted(data.glob("safety_graded_*.jsonl")),
-                 *sorted(data.glob("safety_home_pairs_*.jsonl"))]:
+                 *sorted(data.glob("safety_*_pairs_*.jsonl"))]:
         lines = path.read_text().splitlines()
         rows += graded_rows([json.loads(line) for line in lines if line.strip()],
                             {row["text"] for row in rows})

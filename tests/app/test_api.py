@@ -60,6 +60,35 @@ def test_every_route_needs_a_valid_key(app_and_key, service):
         assert anonymous.get("/api/v1/me", headers={"X-API-Key": key}).status_code == 401
 
 
+def test_the_openapi_schema_declares_the_key_schemes_the_routes_enforce(app_and_key):
+    """/docs' Authorize button offers what the schema declares: every route of the three
+    surfaces but the two public ones lists both key schemes, and answers 401 without a key."""
+    app, _ = app_and_key
+    public = {("get", "/healthz"), ("get", "/api/version")}
+    with TestClient(app) as anonymous:
+        spec = anonymous.get("/openapi.json").json()
+        schemes = spec["components"]["securitySchemes"]
+        assert schemes["HTTPBearer"]["type"] == "http"
+        assert schemes["HTTPBearer"]["scheme"] == "bearer"
+        assert schemes["APIKeyHeader"]["type"] == "apiKey"
+        assert (schemes["APIKeyHeader"]["in"], schemes["APIKeyHeader"]["name"]) == (
+            "header", "X-API-Key")
+        operations = [(method, path, operation) for path, item in spec["paths"].items()
+                      for method, operation in item.items()]
+        assert {"/api/v1/diary", "/v1/chat/completions", "/api/chat"} <= {
+            path for _, path, _ in operations}
+        for method, path, operation in operations:
+            url = (path.replace("{session_id}", "s_1").replace("{entry_id}", "1")
+                   .replace("{checkin_id}", "1"))
+            status = anonymous.request(method, url, json={}).status_code
+            if (method, path) in public:
+                assert "security" not in operation and status == 200, path
+            else:
+                assert operation.get("security") == [{"HTTPBearer": []},
+                                                     {"APIKeyHeader": []}], path
+                assert status == 401, (method, path)
+
+
 # -- isolation -------------------------------------------------------------------------------
 def test_one_user_can_never_read_search_or_erase_anothers_data(client, second_client):
     entry = client.post("/api/v1/diary", json={"text": "My cat Miso slept on my exam notes.",
