@@ -32,13 +32,15 @@ Graded rows (``configs/data/safety_graded_{en,ko}.jsonl``: protocol, check-in or
 with abuse, violence and harm to others among the protocol lines) are added too. Every row
 has two targets for the safety reader: ``risk`` (protocol or check-in: 1) and ``protocol``
 (1, 0, or -1 where the older binary data does not say whether a crisis line is explicit or
-ambiguous); ``label`` stays ``risk`` for the binary recipes. Minimal pairs of quarrel vs
-abuse at home (``configs/data/safety_home_pairs_{en,ko}.jsonl``, same schema: the same
-household with and without fear, violence or threats) are read the same way, so the diary
-negatives' family quarrels do not teach the reader that trouble at home is never a crisis;
-and diary-style pairs (``safety_diary_pairs_{en,ko}.jsonl``: the same errands as putting
-affairs in order, or a passive wish inside a mundane day), so ordinary diary days do not
-teach it that preparation and a tucked-away wish to be gone are normal.
+ambiguous); ``label`` stays ``risk`` for the binary recipes.
+
+With ``--pairs`` (measured, not in the shipped layers: docs/safety.md), minimal pairs of
+quarrel vs abuse at home (``configs/data/safety_home_pairs_{en,ko}.jsonl``, same schema: the
+same household with and without fear, violence or threats) are read the same way, so the
+diary negatives' family quarrels do not teach the layers that trouble at home is never a
+crisis; and diary-style pairs (``safety_diary_pairs_{en,ko}.jsonl``: the same errands as
+putting affairs in order, or a passive wish inside a mundane day), so ordinary diary days
+do not teach them that preparation and a tucked-away wish to be gone are normal.
 """
 
 from __future__ import annotations
@@ -139,6 +141,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--diary", action="store_true",
                         help="add the project's diary entries as normal rows")
+    parser.add_argument("--pairs", action="store_true",
+                        help="add the home and diary minimal pairs (measured, not shipped)")
     args = parser.parse_args()
 
     lines = (ROOT / "configs" / "data" / "crisis_exemplars.jsonl").read_text().splitlines()
@@ -151,8 +155,8 @@ def main() -> None:
     rows += pair_rows([json.loads(line) for line in lines if line.strip()],
                       {row["text"] for row in rows})
     data = ROOT / "configs" / "data"
-    for path in [*sorted(data.glob("safety_graded_*.jsonl")),
-                 *sorted(data.glob("safety_*_pairs_*.jsonl"))]:
+    pairs = sorted(data.glob("safety_*_pairs_*.jsonl")) if args.pairs else []
+    for path in [*sorted(data.glob("safety_graded_*.jsonl")), *pairs]:
         lines = path.read_text().splitlines()
         rows += graded_rows([json.loads(line) for line in lines if line.strip()],
                             {row["text"] for row in rows})
