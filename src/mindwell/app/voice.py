@@ -33,6 +33,7 @@ from mindwell.voice.speech import (
     Speaker,
     Speech,
     SpeechUnavailable,
+    check_text,
 )
 
 MAX_AUDIO_BYTES = 2 * 1024 * 1024  # 60 s of 16 kHz 16-bit mono is 1.92 MB
@@ -152,11 +153,6 @@ class VoiceService:
 
     def speak(self, text: str, language: str | None = None) -> Speech:
         """WAV bytes (``Speech.wav``) of ``text``, made in memory."""
-        text = text.strip()
-        if not text:
-            raise MindwellError("Nothing to say: 'text' is empty.", "Send the text to read.")
-        if len(text) > MAX_SPEAK_CHARS:
-            raise TooLarge(f"'text' has {len(text)} characters; the limit is "
-                           f"{MAX_SPEAK_CHARS}.", "Send it in shorter pieces.")
+        text = check_text(text, MAX_SPEAK_CHARS, too_long=TooLarge)
         with self._speak_lock:
             return self._speaker.synthesize(text, language=language)

@@ -306,13 +306,16 @@ class Speech:
         return self.seconds / self.audio_seconds if self.audio_seconds else 0.0
 
 
-def _check_text(text: str) -> str:
+def check_text(text: str, limit: int = MAX_TEXT_CHARS,
+               too_long: type[MindwellError] = MindwellError) -> str:
+    """``text`` stripped, or a clear error when it is empty or longer than ``limit``
+    (raised as ``too_long``, so the web app can answer 413)."""
     text = text.strip()
     if not text:
         raise MindwellError("Nothing to say: the text is empty.", "Pass some text.")
-    if len(text) > MAX_TEXT_CHARS:
-        raise MindwellError(f"The text is {len(text)} characters; the limit is "
-                            f"{MAX_TEXT_CHARS}.", "Split it into shorter pieces.")
+    if len(text) > limit:
+        raise too_long(f"The text is {len(text)} characters; the limit is {limit}.",
+                       "Split it into shorter pieces.")
     return text
 
 
@@ -356,7 +359,7 @@ class Speaker:
               engine: str | None = None, voice: str | None = None,
               rate: int | None = None) -> Speech:
         """Say ``text`` into the WAV file ``out``; see ``choose_voice`` for the voice."""
-        text = _check_text(text)
+        text = check_text(text)
         chosen = choose_voice(text, language, engine, voice, rate)
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -375,7 +378,7 @@ class Speaker:
                    rate: int | None = None) -> Speech:
         """Say ``text`` into WAV bytes in memory (``Speech.wav``; ``path`` is None): Piper
         writes into a BytesIO, espeak-ng to its stdout. No file is written."""
-        text = _check_text(text)
+        text = check_text(text)
         chosen = choose_voice(text, language, engine, voice, rate)
         started = time.perf_counter()
         if chosen.engine == "piper":
