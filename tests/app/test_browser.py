@@ -432,7 +432,15 @@ def _chart_ok(ui: Page, viewport: dict) -> dict:
     page not wider than the screen. Returns what the chart reports about itself."""
     chart = ui("mood-chart")
     expect(chart.locator("canvas")).to_have_count(1)
-    box = chart.locator("canvas").bounding_box()
+    # A new check-in redraws the chart (the old canvas is destroyed, a new one made), so
+    # the canvas can be detached between finding it and measuring it: measure again.
+    box = None
+    for _ in range(50):
+        expect(chart.locator("canvas")).to_be_visible()
+        box = chart.locator("canvas").bounding_box()
+        if box:
+            break
+        ui.page.wait_for_timeout(100)
     card = chart.locator("xpath=ancestor::section[1]").bounding_box()
     assert box and card and box["width"] > 200, box
     assert box["x"] >= card["x"] - 1 and box["x"] + box["width"] <= card["x"] + card["width"] + 1
