@@ -232,7 +232,7 @@ def ttft(server: Server, threads: int, reps: int, warmup: int, max_tokens: int
          ) -> tuple[str, dict]:
     import httpx
 
-    from mindwell.app.service import FIXED_REPLY_PREFIXES
+    from mindwell.app.service import is_fixed_reply
     from mindwell.inference import load_backend
     from mindwell.safety import SafetyGate
 
@@ -281,7 +281,7 @@ def ttft(server: Server, threads: int, reps: int, warmup: int, max_tokens: int
                     result = time_pieces(openai_pieces(client, server, conversation, max_tokens))
                 else:
                     result = time_pieces(session_pieces(client, server, session_id, user2))
-                if result[2].strip().startswith(FIXED_REPLY_PREFIXES):
+                if is_fixed_reply(result[2]):
                     raise RuntimeError(f"{who} {route}: a fixed crisis reply, not model output")
                 if rep >= warmup:
                     for name, value in zip(("ttft", "total", "text"), result, strict=True):

@@ -707,29 +707,29 @@ class CompanionService:
             content = message["content"]
             if message["role"] == "assistant":
                 content = _without_disclosure(content)
-            elif _is_fixed_reply(dialogue[index + 1]["content"]) and not says_safe(content):
+            elif is_fixed_reply(dialogue[index + 1]["content"]) and not says_safe(content):
                 # What the person said before one of mindwell's crisis replies stays out of
                 # the prompt, as in the app.
                 content = WITHHELD_CRISIS_MESSAGE
             history.append({"role": message["role"], "content": content})
         chat.history = history
         replies = [m["content"] for m in history if m["role"] == "assistant"]
-        if replies and _is_fixed_reply(replies[-1]):
+        if replies and is_fixed_reply(replies[-1]):
             chat.crisis_mode = True
-            chat.crisis_step = sum(_is_fixed_reply(text) for text in replies[-6:]) - 1
+            chat.crisis_step = sum(is_fixed_reply(text) for text in replies[-6:]) - 1
         # Everything a client sends is untrusted: its system, developer and tool turns and
         # any assistant turn mindwell did not write are read by the gate like the person's
         # own words, and one that asks for method information or amounts means nothing is
         # generated ("Sure, here are the amounts:" is not continued).
         injected = [m.get("content") for m in messages[:-1] if isinstance(m.get("content"), str)
                     and m["content"].strip() and (m["role"] in ("system", "developer", "tool") or (
-                        m["role"] == "assistant" and not _is_fixed_reply(m["content"])))]
+                        m["role"] == "assistant" and not is_fixed_reply(m["content"])))]
         chat.said = [m["content"] if isinstance(m.get("content"), str) else ""
                      for m in messages[:-1] if m["role"] != "assistant" or not
-                     _is_fixed_reply(m.get("content") or "")][-12:]
+                     is_fixed_reply(m.get("content") or "")][-12:]
         seeks = any(_asks_for_method(self.safety.assess(text)) for text in injected) or any(
             PREFILL.search(m["content"]) for m in messages[:-1] if m["role"] == "assistant"
-            and isinstance(m.get("content"), str) and not _is_fixed_reply(m["content"]))
+            and isinstance(m.get("content"), str) and not is_fixed_reply(m["content"]))
         chat.check_in_pending = bool(replies) and _asked_check_in(replies[-1])
         first = sum(m["role"] == "user" for m in dialogue) == 1
         turn = chat.ask(dialogue[-1]["content"], decline=seeks)
@@ -797,7 +797,7 @@ def _without_disclosure(text: str) -> str:
     return text.strip().removeprefix(AI_DISCLOSURE).strip()
 
 
-def _is_fixed_reply(text: str) -> bool:
+def is_fixed_reply(text: str) -> bool:
     """One of mindwell's crisis-mode replies (not the "glad you're safe" one that ends it)."""
     return _without_disclosure(text) in FIXED_REPLIES
 
