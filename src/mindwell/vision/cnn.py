@@ -66,7 +66,8 @@ def _folder_rows(root: Path) -> list[tuple[Path, str]]:
     return rows
 
 
-def _manifest_rows(path: Path) -> list[tuple[Path, str]]:
+def manifest_rows(path: Path) -> list[tuple[Path, str]]:
+    """(image path, label) rows of a path,label CSV, paths relative to the CSV."""
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         missing = {"path", "label"} - set(reader.fieldnames or [])
@@ -101,7 +102,7 @@ def load_faces(source: Path, limit: int | None = None, seed: int = 0
         if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
             images = np.stack([resize_face(face) for face in images])
         return images.astype(np.uint8), [names[c] for c in codes[order]]
-    rows = _manifest_rows(source) if source.suffix == ".csv" else _folder_rows(source)
+    rows = manifest_rows(source) if source.suffix == ".csv" else _folder_rows(source)
     rows = [rows[i] for i in _subset(len(rows), limit, seed)]
     images = np.stack([_grey48(path) for path, _ in rows])
     return images, [label for _, label in rows]

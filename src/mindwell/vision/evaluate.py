@@ -8,13 +8,13 @@ calibration. ``--model`` picks the network: mindwell's CNN (default), fer's, or 
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from mindwell.analysis.evaluate import Classifier, score, write_report
 from mindwell.errors import MindwellError
+from mindwell.vision.cnn import manifest_rows
 from mindwell.vision.faces import EMOTIONS, FaceAnalyzer, load_image
 
 # Published anchors on the FER-2013 private test set.
@@ -27,18 +27,13 @@ def read_manifest(path: Path, limit: int | None = None) -> tuple[list[Path], lis
     if not path.exists():
         raise MindwellError(f"Manifest not found: {path}",
                             "Pass a CSV with columns path,label (paths relative to it).")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"path", "label"} - set(reader.fieldnames or [])
-        if missing:
-            raise MindwellError(f"{path} lacks the column(s) {', '.join(sorted(missing))}.",
-                                "The manifest needs a header row: path,label")
-        rows = list(reader)[:limit] if limit else list(reader)
-    unknown = sorted({row["label"] for row in rows} - set(EMOTIONS))
+    rows = manifest_rows(path)
+    rows = rows[:limit] if limit else rows
+    unknown = sorted({label for _, label in rows} - set(EMOTIONS))
     if unknown:
         raise MindwellError(f"{path} has labels the model does not know: {unknown}.",
                             f"Use FER-2013's labels: {', '.join(EMOTIONS)}.")
-    return [path.parent / row["path"] for row in rows], [row["label"] for row in rows]
+    return [image for image, _ in rows], [label for _, label in rows]
 
 
 def face_classifier(analyzer: FaceAnalyzer | None = None) -> Classifier:
