@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -93,3 +94,22 @@ def live_server(app_and_key):
     app, key = app_and_key
     with serve_in_thread(app) as base:
         yield base, key
+
+
+def follow_serve_output(stdout, output: list[str]) -> tuple[threading.Event, dict]:
+    """Read a `mindwell serve` process's output in a thread, appending each line to
+    ``output``: the event is set once it listens, and the dict then holds its ``base`` URL
+    and API ``key`` (from the "Open http...#key=" line)."""
+    ready, found = threading.Event(), {}
+
+    def read():
+        for line in stdout:
+            output.append(line)
+            if line.startswith("Open http"):
+                found["key"] = line.split("#key=")[1].strip()
+            if "Uvicorn running on" in line:
+                found["base"] = line.split("running on ")[1].split()[0]
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return ready, found

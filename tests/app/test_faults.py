@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.app.conftest import make_service, serve_in_thread
+from tests.app.conftest import follow_serve_output, make_service, serve_in_thread
 
 CRISIS = "I have pills saved up and tonight is the night"
 
@@ -263,7 +263,6 @@ class Served:
         import os
         import subprocess
         import sys
-        import threading
 
         self.output: list[str] = []
         self.process = subprocess.Popen(
@@ -271,18 +270,7 @@ class Served:
              "--data-dir", str(data_dir), "--port", "0", "--max-tokens", "8"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        ready, found = threading.Event(), {}
-
-        def read():
-            for line in self.process.stdout:
-                self.output.append(line)
-                if line.startswith("Open http"):
-                    found["key"] = line.split("#key=")[1].strip()
-                if "Uvicorn running on" in line:
-                    found["base"] = line.split("running on ")[1].split()[0]
-                    ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
+        ready, found = follow_serve_output(self.process.stdout, self.output)
         if not ready.wait(240):
             self.stop()
             pytest.fail("the server did not start:\n" + "".join(self.output))

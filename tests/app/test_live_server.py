@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from mindwell.memory import Store
+from tests.app.conftest import follow_serve_output
 
 
 def test_the_official_openai_client_talks_to_it(live_server):
@@ -69,19 +70,7 @@ def test_sigkill_loses_no_acknowledged_diary_entry_and_logs_hold_no_text(
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     output: list[str] = []
-    ready = threading.Event()
-    base_and_key: dict = {}
-
-    def read_output():
-        for line in server.stdout:
-            output.append(line)
-            if line.startswith("Open http"):
-                base_and_key["key"] = line.split("#key=")[1].strip()
-            if "Uvicorn running on" in line:
-                base_and_key["base"] = line.split("running on ")[1].split()[0]
-                ready.set()
-
-    threading.Thread(target=read_output, daemon=True).start()
+    ready, base_and_key = follow_serve_output(server.stdout, output)
     assert ready.wait(180), "".join(output)
     headers = {"Authorization": f"Bearer {base_and_key['key']}"}
     acknowledged: list[int] = []
