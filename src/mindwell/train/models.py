@@ -207,7 +207,7 @@ def load_model(recipe: Recipe, location: str, num_labels: int | None = None,
 
     if method == "full":
         return model, tokenizer
-    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
+    from peft import get_peft_model, prepare_model_for_kbit_training
 
     if method == "qlora":
         model = prepare_model_for_kbit_training(
@@ -215,26 +215,30 @@ def load_model(recipe: Recipe, location: str, num_labels: int | None = None,
         )
     if recipe.init_adapter:
         model = load_init_adapter(model, recipe.init_adapter)
-        if recipe.gradient_checkpointing:
-            model.enable_input_require_grads()
-        return model, tokenizer
+    else:
+        model = get_peft_model(model, lora_config(recipe, model))
+    if recipe.gradient_checkpointing:
+        # Checkpointed blocks need an input that requires grad, or no gradient reaches LoRA.
+        model.enable_input_require_grads()
+    return model, tokenizer
+
+
+def lora_config(recipe: Recipe, model):
+    """A fresh LoRA for ``model`` from the recipe's lora_* fields, its targets checked."""
+    from peft import LoraConfig, TaskType
+
     problem = target_module_problem(
         recipe.lora_target_modules,
         {name: type(module).__name__ for name, module in model.named_modules()}, recipe.model)
     if problem is not None:
         raise problem
-    config = LoraConfig(
+    return LoraConfig(
         r=recipe.lora_r,
         lora_alpha=recipe.lora_alpha,
         lora_dropout=recipe.lora_dropout,
         target_modules=recipe.lora_target_modules,
         task_type=TaskType.SEQ_CLS if recipe.task == "classify" else TaskType.CAUSAL_LM,
     )
-    model = get_peft_model(model, config)
-    if recipe.gradient_checkpointing:
-        # Checkpointed blocks need an input that requires grad, or no gradient reaches LoRA.
-        model.enable_input_require_grads()
-    return model, tokenizer
 
 
 def init_adapter_problem(path: str) -> MindwellError | None:
