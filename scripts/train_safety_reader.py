@@ -62,7 +62,7 @@ def train(rows, validation, args):
     settings = EncoderTrainingArguments(
         epochs=args.epochs, batch_size=args.batch, learning_rate=args.lr,
         head_learning_rate=args.head_lr, seed=args.seed, threads=args.threads,
-        dev_rows=len(validation), max_chars=1_000_000)
+        dev_rows=len(validation), max_chars=1_000_000, label_smoothing=args.label_smoothing)
     encoder, heads, history, seconds = train_encoder([task], settings)
     history = [{k.removeprefix("safety/"): v for k, v in row.items()} for row in history]
     return encoder, heads["safety"][0], history, seconds
@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-4, help="encoder layers")
     parser.add_argument("--head-lr", type=float, default=3e-3)
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--validation", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=2)
@@ -177,7 +178,8 @@ def main() -> None:
     negatives = ~risk
     flagged = risk_scores[negatives] >= check_in
     summary = {"rows": {"training": len(training), "validation": len(validation)},
-               "epochs": args.epochs, "train_seconds": round(seconds), "history": history,
+               "epochs": args.epochs, "label_smoothing": args.label_smoothing,
+               "train_seconds": round(seconds), "history": history,
                "thresholds": chosen,
                "validation_false_alarms_at_check_in": round(float(flagged.mean()), 4),
                "validation_risk_recall": round(float((risk_scores[risk] >= check_in).mean()), 4),

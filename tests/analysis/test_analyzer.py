@@ -156,3 +156,25 @@ def test_a_missing_text_reader_is_named(tmp_path):
     (tmp_path / "text_reader.npz").unlink()
     with pytest.raises(MindwellError, match="Cannot load the text reader"):
         TextAnalyzer(tmp_path)
+
+
+def test_the_safety_reader_reads_a_batch_once_and_decides_as_one_at_a_time(monkeypatch):
+    from mindwell.safety.reader import SafetyReader
+    from mindwell.safety.risk import RiskAssessor
+
+    calls = []
+    real_vectors = SafetyReader.vectors
+
+    def counted(self, texts):
+        calls.append(list(texts))
+        return real_vectors(self, texts)
+
+    monkeypatch.setattr(SafetyReader, "vectors", counted)
+    analyzer = TextAnalyzer()
+    texts = ["Went to the farmers market with mom", "I don't see the point of anything anymore",
+             "요즘 잠을 잘 못 자요", "I have saved up my pills for tonight"]
+    batched = [r["risk"] for r in analyzer.analyze(texts)]
+    assert calls[0] == texts and len(calls) == 1
+    one_at_a_time = [RiskAssessor(reader=analyzer.risk.reader).assess(t).as_dict()
+                     for t in texts]
+    assert batched == one_at_a_time

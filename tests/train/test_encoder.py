@@ -50,3 +50,23 @@ def test_two_tasks_train_one_encoder_and_learn():
     assert probabilities["emotion"].shape == (2, 2)
     assert probabilities["risk"].shape == (2, 2)
     assert probabilities["emotion"][0, 0] > 0.5 and probabilities["emotion"][1, 1] > 0.5
+
+
+def test_label_smoothing_keeps_sigmoid_outputs_away_from_certainty():
+    texts = ["I want to die", "lovely weather", "I will end it tonight", "nice tea",
+             "no reason to live", "a calm walk"]
+    targets = np.array([[1, 1], [0, 0], [1, 1], [0, 0], [1, 1], [0, 0]], dtype=np.float32)
+
+    def extremes(smoothing: float) -> tuple[float, float]:
+        task = EncoderTask("risk", "sigmoid", ("risk", "protocol"), texts, targets)
+        encoder, heads, _, _ = train_encoder([task], EncoderTrainingArguments(
+            epochs=8, batch_size=3, learning_rate=1e-3, head_learning_rate=3e-2, threads=1,
+            label_smoothing=smoothing))
+        scores = predict(encoder, heads, texts)["risk"]
+        return float(scores[targets == 1].max()), float(scores[targets == 0].min())
+
+    sharp_high, sharp_low = extremes(0.0)
+    soft_high, soft_low = extremes(0.4)
+    assert soft_high < sharp_high and soft_low > sharp_low
+    # Still learned: positives above negatives.
+    assert soft_high > 0.5 > soft_low

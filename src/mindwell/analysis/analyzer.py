@@ -129,20 +129,26 @@ class TextAnalyzer:
         self.depression = LinearHead.load("depression", heads_dir)
         self.emotion_en = LinearHead.load("emotion_en", heads_dir)
         self.emotion_ko = LinearHead.load("emotion_ko", heads_dir)
-        heads = (self.depression, self.emotion_en, self.emotion_ko)
+        self._heads = (self.depression, self.emotion_en, self.emotion_ko)
         self.reader = (TextReader.load(heads_dir / "text_reader.npz")
-                       if any(h.reads == "text_reader" for h in heads) else None)
+                       if any(h.reads == "text_reader" for h in self._heads) else None)
         self.risk = risk or RiskAssessor()
         from mindwell.models.embedder import get_embedder
 
         self.encoder = get_embedder()
 
-    def _vectors(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
-        """(encoder vectors, text reader vectors) of ``texts``. The encoder's feed the
-        safety gate's first learned layer (and heads trained on it); the reader's feed
-        the heads trained on it. Each is computed once per batch."""
-        base = self.encoder.encode(texts)
-        return base, None if self.reader is None else self.reader.vectors(texts)
+    def _vectors(self, texts: list[str]):
+        """(encoder, text reader, safety reader) vectors of ``texts``, each computed once per
+        batch and only where something reads it: the encoder's feed heads trained on it and
+        the safety gate's first learned layer when its reader is blended with it; the text
+        reader's feed the heads trained on it; the safety reader's its own head (one batch
+        instead of one message at a time)."""
+        gate = self.risk.reader if self.risk.use_embeddings else None
+        own = gate.vectors(texts) if hasattr(gate, "reads_base_vectors") else None
+        needs_base = any(h.reads != "text_reader" for h in self._heads) or (
+            gate is not None and (own is None or gate.reads_base_vectors))
+        base = self.encoder.encode(texts) if needs_base else None
+        return base, None if self.reader is None else self.reader.vectors(texts), own
 
     @staticmethod
     def _head(head: LinearHead, base, tuned) -> np.ndarray:
@@ -161,7 +167,7 @@ class TextAnalyzer:
         for start in range(0, len(valid), BATCH_SIZE):
             chunk = valid[start:start + BATCH_SIZE]
             prepared = [self._prepare(texts[i]) for i in chunk]
-            base, tuned = self._vectors([text for text, _ in prepared])
+            base, tuned, own = self._vectors([text for text, _ in prepared])
             depression = self._head(self.depression, base, tuned)[:, 1]
             emotion_en = self._head(self.emotion_en, base, tuned)
             emotion_ko = self._head(self.emotion_ko, base, tuned)
@@ -178,7 +184,8 @@ class TextAnalyzer:
                 if HANGUL.search(text) and len(LATIN.findall(text)) >= 10:
                     notices.append("mixed Korean and other text: analysed as "
                                    f"{'Korean' if language == 'ko' else 'one text'}")
-                risk = self.risk.assess(text, vector=base[row])
+                risk = self.risk.assess(text, vector=None if base is None else base[row],
+                                        reader_vector=None if own is None else own[row])
                 result = {
                     "language": language,
                     "depression": {"label": int(depression[row] >= 0.5),

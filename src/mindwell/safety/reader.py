@@ -119,13 +119,20 @@ class SafetyReader:
     def vectors(self, texts: list[str]) -> np.ndarray:
         return self.backend.encode(texts)
 
-    def scores(self, texts: list[str], vectors=None) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def reads_base_vectors(self) -> bool:
+        """Whether ``scores`` reads the base encoder's embeddings (the blended first layer)."""
+        return self.blend < 1.0
+
+    def scores(self, texts: list[str], vectors=None, own_vectors=None
+               ) -> tuple[np.ndarray, np.ndarray]:
         """(risk, protocol) scores in [0, 1] per text. ``vectors``: the base encoder's
-        embeddings of ``texts`` when the caller has them (the first layer reads those; this
-        reader reads with its own tuned layers)."""
+        embeddings of ``texts`` when the caller has them (the first layer reads those);
+        ``own_vectors``: this reader's (``vectors(texts)``), when a batch computed them."""
         if not texts:
             return np.zeros(0), np.zeros(0)
-        logits = self.vectors(texts) @ self.head_weight + self.head_bias
+        own = self.vectors(texts) if own_vectors is None else own_vectors
+        logits = own @ self.head_weight + self.head_bias
         probabilities = _sigmoid(logits.astype(np.float64))
         # A message needing the protocol needs more than a normal reply too.
         risk, protocol = np.maximum(probabilities[:, 0], probabilities[:, 1]), probabilities[:, 1]

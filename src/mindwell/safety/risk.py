@@ -160,12 +160,14 @@ class RiskAssessor:
         return [rule for rule in ALL_RULES if rule.pattern.search(text)]
 
     def assess(self, text: str, history: list[str] | None = None,
-               vector=None, separate_entries: bool = False) -> RiskAssessment:
+               vector=None, separate_entries: bool = False, reader_vector=None
+               ) -> RiskAssessment:
         """``history``: the person's earlier messages, oldest first. ``separate_entries``:
         they are diary entries written on other occasions, not one conversation: an
         earlier entry then only raises attention and never escalates an ordinary new one.
         ``vector``: the sentence embedding of ``text`` when the caller already has it
-        (batched analysis), so the learned layer does not embed it again."""
+        (batched analysis), so the learned layer does not embed it again;
+        ``reader_vector``: the same for the reader's own encoder (``reader.vectors``)."""
         original = text
         text = prepare(text)
         history = [prepare(h) for h in (history or []) if h][-6:]
@@ -199,9 +201,9 @@ class RiskAssessor:
         says_safe = (SAYS_SAFE.search(text) and not NOT_SAFE.search(text)
                      and len(text.split()) <= 15 and not DOSE_QUESTION.search(text))
         if self.use_embeddings and not says_safe and action != "protocol":
-            reused = vector if without_idioms(text) == original else None
-            action, level = self._read(text, history, reused, action, level, reasons,
-                                       separate_entries)
+            same = without_idioms(text) == original
+            action, level = self._read(text, history, (vector, reader_vector) if same else
+                                       (None, None), action, level, reasons, separate_entries)
             if exempt and action != "normal":
                 # An exemption never silences the reader, but it raises the bar and caps the
                 # answer: only what the reader reads as a crisis ("my dad said I'm a
@@ -242,7 +244,7 @@ class RiskAssessor:
             return "about someone else, prevention, fiction or news"
         return None
 
-    def _read(self, text, history, vector, action, level, reasons, separate_entries):
+    def _read(self, text, history, vectors, action, level, reasons, separate_entries):
         reader = self.reader
         # In a chat the last messages are read with the new one: "how long does a letter
         # take to arrive?" right after "I wrote my goodbye letters" belongs to that
@@ -254,8 +256,12 @@ class RiskAssessor:
         together = bool(history) and not separate_entries
         if together:  # one call for both: the encoders batch them
             texts.append(without_idioms(conversation_text(history, text)))
-        risks, protocols = reader.scores(
-            texts, None if vector is None or together else vector[None, :])
+        base, own = (None, None) if together else vectors
+        if own is not None:
+            risks, protocols = reader.scores(texts, None if base is None else base[None, :],
+                                             own_vectors=own[None, :])
+        else:
+            risks, protocols = reader.scores(texts, None if base is None else base[None, :])
         risk, protocol = float(risks.max()), float(protocols.max())
         if history and separate_entries and risk >= reader.attention:
             both_risk, both_protocol = reader.scores(

@@ -66,6 +66,10 @@ class EncoderTrainingArguments:
     # Long Reddit posts (up to 8k characters) cost as much as a hundred comments per step;
     # the encoder averages over tokens, so the first 400 characters carry the signal.
     max_chars: int = 400
+    # Targets pulled this far toward uncertainty (0 = none; 0.1: a positive counts as 0.95 for
+    # a sigmoid output). Without it a reader trained to zero loss on its hard positives
+    # scores the unseen ones near 0 and its thresholds cannot be set (docs/safety.md).
+    label_smoothing: float = 0.0
 
 
 def balanced_class_weights(ids: np.ndarray, classes: int, power: float = 0.5) -> np.ndarray:
@@ -186,13 +190,16 @@ def train_encoder(tasks: Sequence[EncoderTask], args: EncoderTrainingArguments,
                 target = task.targets[[batch[row][1] for row in picked]]
                 if kind == "softmax":
                     per_row = F.cross_entropy(logits, torch.as_tensor(target, dtype=torch.long),
-                                              weight=weights[task.name], reduction="none")
+                                              weight=weights[task.name], reduction="none",
+                                              label_smoothing=args.label_smoothing)
                     part = per_row.sum()
                 else:
                     target = torch.as_tensor(target, dtype=torch.float32)
                     known = (target >= 0).float()
+                    smoothed = target.clamp(min=0) * (1 - args.label_smoothing) + (
+                        args.label_smoothing / 2)
                     per_cell = F.binary_cross_entropy_with_logits(
-                        logits, target.clamp(min=0), pos_weight=weights[task.name],
+                        logits, smoothed, pos_weight=weights[task.name],
                         reduction="none")
                     part = (per_cell * known).sum() / known.sum(1).clamp(min=1).mean()
                 loss = loss + task.loss_weight * part
