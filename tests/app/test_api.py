@@ -434,3 +434,27 @@ def test_a_second_message_while_a_reply_streams_is_refused(service):
     assert list(service.chat_turn(user, session_id, "Third message."))[-1]["type"] == "done"
     turns = service.store.turns(user.id, session_id)
     assert [t["role"] for t in turns] == ["user", "assistant"] * 2
+
+
+def test_each_message_and_diary_entry_is_assessed_once(service, monkeypatch):
+    """The analysis leaves the risk to the gate that reads the conversation: one
+    assessment per message (it was two, the first thrown away)."""
+    from mindwell.safety.risk import RiskAssessor
+
+    texts: list[str] = []
+    real_assess = RiskAssessor.assess
+
+    def counted(self, text, *args, **kwargs):
+        texts.append(text)
+        return real_assess(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(RiskAssessor, "assess", counted)
+    user = service.store.ensure_user("me")
+    entry = service.diary_entry(user, "Long day at work, but dinner with Sam was nice.")
+    assert texts == ["Long day at work, but dinner with Sam was nice."]
+    assert entry["analysis"]["risk"]["action"] == "normal"
+    texts.clear()
+    session_id = service.start_session(user)["id"]
+    events = list(service.chat_turn(user, session_id, "I keep losing sleep over exams."))
+    assert texts == ["I keep losing sleep over exams."]
+    assert events[-1]["type"] == "done" and events[-1]["risk"]["action"] == "normal"

@@ -137,13 +137,13 @@ class TextAnalyzer:
 
         self.encoder = get_embedder()
 
-    def _vectors(self, texts: list[str]):
+    def _vectors(self, texts: list[str], assess_risk: bool = True):
         """(encoder, text reader, safety reader) vectors of ``texts``, each computed once per
         batch and only where something reads it: the encoder's feed heads trained on it and
         the safety gate's first learned layer when its reader is blended with it; the text
         reader's feed the heads trained on it; the safety reader's its own head (one batch
         instead of one message at a time)."""
-        gate = self.risk.reader if self.risk.use_embeddings else None
+        gate = self.risk.reader if assess_risk and self.risk.use_embeddings else None
         own = gate.vectors(texts) if hasattr(gate, "reads_base_vectors") else None
         needs_base = any(h.reads != "text_reader" for h in self._heads) or (
             gate is not None and (own is None or gate.reads_base_vectors))
@@ -154,8 +154,10 @@ class TextAnalyzer:
     def _head(head: LinearHead, base, tuned) -> np.ndarray:
         return head.probabilities(tuned if head.reads == "text_reader" else base)
 
-    def analyze(self, texts: list[str]) -> list[dict]:
-        """One result per text, in order; a text that cannot be analysed gets ``error``."""
+    def analyze(self, texts: list[str], assess_risk: bool = True) -> list[dict]:
+        """One result per text, in order; a text that cannot be analysed gets ``error``.
+        ``assess_risk=False`` leaves out ``risk``, for a caller whose own gate reads the text
+        with its conversation (the chat and the diary), so no message is assessed twice."""
         results: list[dict] = [{} for _ in texts]
         valid = []
         for index, text in enumerate(texts):
@@ -167,7 +169,7 @@ class TextAnalyzer:
         for start in range(0, len(valid), BATCH_SIZE):
             chunk = valid[start:start + BATCH_SIZE]
             prepared = [self._prepare(texts[i]) for i in chunk]
-            base, tuned, own = self._vectors([text for text, _ in prepared])
+            base, tuned, own = self._vectors([text for text, _ in prepared], assess_risk)
             depression = self._head(self.depression, base, tuned)[:, 1]
             emotion_en = self._head(self.emotion_en, base, tuned)
             emotion_ko = self._head(self.emotion_ko, base, tuned)
@@ -184,8 +186,6 @@ class TextAnalyzer:
                 if HANGUL.search(text) and len(LATIN.findall(text)) >= 10:
                     notices.append("mixed Korean and other text: analysed as "
                                    f"{'Korean' if language == 'ko' else 'one text'}")
-                risk = self.risk.assess(text, vector=None if base is None else base[row],
-                                        reader_vector=None if own is None else own[row])
                 result = {
                     "language": language,
                     "depression": {"label": int(depression[row] >= 0.5),
@@ -193,8 +193,11 @@ class TextAnalyzer:
                     "emotion": {"label": head.labels[int(probs.argmax())],
                                 "scores": {label: round(float(p), 4)
                                            for label, p in zip(head.labels, probs, strict=True)}},
-                    "risk": risk.as_dict(),
                 }
+                if assess_risk:
+                    result["risk"] = self.risk.assess(
+                        text, vector=None if base is None else base[row],
+                        reader_vector=None if own is None else own[row]).as_dict()
                 if notices:
                     result["notices"] = notices
                 results[index] = result

@@ -260,7 +260,9 @@ class CompanionService:
         return text
 
     def _analyze(self, text: str) -> dict:
-        return self.analyzer.analyze([text])[0]
+        """Emotion and depression; the risk is the gate's, read with the conversation (the
+        caller adds it), so a message is assessed once."""
+        return self.analyzer.analyze([text], assess_risk=False)[0]
 
     def _generate_guarded(self, messages: list[Message], korean: bool) -> Iterator[str]:
         pieces = self.backend.generate(messages, stream=True, **vars(self.sampling))
