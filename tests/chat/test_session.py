@@ -116,3 +116,35 @@ def test_per_turn_context_rides_with_the_message_only(tiny_session, monkeypatch)
     "".join(tiny_session.ask("Thanks.").pieces)
     assert tiny_session.history[-2]["content"] == "Thanks."
     assert "mostly sad" not in str(prompts[-1])
+
+
+def test_a_diary_entry_is_a_framed_single_turn_and_can_go_unanswered(tiny_checkpoint,
+                                                                      monkeypatch):
+    """The diary's note: the entry framed by the diary prompt, earlier entries read as
+    separate occasions; reply=False asks the gate only and generates nothing."""
+    backend = load_backend(str(tiny_checkpoint), n_ctx=700)
+    prompts, gate_calls = [], []
+    stream = backend._stream
+
+    def recording(messages, params):
+        prompts.append(messages)
+        return stream(messages, params)
+
+    monkeypatch.setattr(backend, "_stream", recording)
+    diary = ChatSession(backend, sampling=SamplingParams(max_tokens=8, temperature=0),
+                        separate_entries=True, message_frame="My diary today:\n\n{text}")
+    real_assess = diary.safety.assess
+
+    def assess(text, history=None, separate_entries=False):
+        gate_calls.append((history, separate_entries))
+        return real_assess(text, history, separate_entries=separate_entries)
+
+    diary.safety.assess = assess
+    diary.said = ["I wrote my goodbye letters."]
+    turn = diary.ask("Went to the farmers market with mom.", reply=False)
+    assert (turn.generated, list(turn.pieces), prompts) == (False, [], [])
+    assert gate_calls == [(["I wrote my goodbye letters."], True)]
+    turn = diary.ask("Cleaned my room and called a friend.")
+    "".join(turn.pieces)
+    assert turn.generated and prompts[-1][-1]["content"] == (
+        "My diary today:\n\nCleaned my room and called a friend.")

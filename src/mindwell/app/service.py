@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mindwell.app.worker import QueuedBackend
-from mindwell.chat.prompts import AI_DISCLOSURE, COUNSELOR_SYSTEM_PROMPT
+from mindwell.chat.prompts import AI_DISCLOSURE
 from mindwell.chat.session import WITHHELD_CRISIS_MESSAGE, ChatSession
 from mindwell.errors import MindwellError
 from mindwell.inference.base import Backend, GenerationStats, Message, SamplingParams
@@ -29,17 +29,15 @@ from mindwell.safety.crisis import (
     ABUSE_HELPLINES,
     CHECK_IN,
     CRISIS_CHECK_IN,
-    DECLINE_DOSE,
     GROUNDING,
     HELPLINES,
     INTERNATIONAL,
     SAFETY_PLAN_STEPS,
     Helpline,
-    check_in_question,
     helplines_for,
     says_safe,
 )
-from mindwell.safety.guardrails import OutputGuardrail, guarded_stream
+from mindwell.safety.guardrails import OutputGuardrail
 
 MAX_CACHED_CHATS = 256  # open chats kept in memory; older ones reload from the store
 MAX_TEXT_CHARS = 64 * 1024  # requests with more text than this are refused (413)
@@ -264,10 +262,6 @@ class CompanionService:
         caller adds it), so a message is assessed once."""
         return self.analyzer.analyze([text], assess_risk=False)[0]
 
-    def _generate_guarded(self, messages: list[Message], korean: bool) -> Iterator[str]:
-        pieces = self.backend.generate(messages, stream=True, **vars(self.sampling))
-        return guarded_stream(pieces, self.guardrail, korean=korean)
-
     # -- diary ---------------------------------------------------------------------------
     def diary_entry(self, user: User, text: str, reply: bool = True,
                     idem_key: str | None = None) -> dict:
@@ -292,14 +286,15 @@ class CompanionService:
             # Committed before analysis and generation: an acknowledged entry is never lost
             # (and one the server stopped on is analysed when it starts again).
             entry_id = self.store.add_diary(user.id, text, created, idem_key=idem_key)
-        analysis, risk, answer = self._assess_diary(user.id, self.locale(user), entry_id, text,
-                                                    created, korean=self.korean(user, text))
-        notices = []
+        analysis, turn = self._diary_turn(user, entry_id, text, created, reply)
+        risk = turn.risk
+        fixed = None if turn.generated else "".join(turn.pieces).strip() or None
+        notices, storage_full = list(turn.notices), False
         if stored:
             # The analysis (and a fixed crisis reply) are saved before any generation, and
             # the memory only while the entry exists: an erase meanwhile leaves nothing.
             try:
-                still_there = self.store.complete_diary(user.id, entry_id, analysis, answer,
+                still_there = self.store.complete_diary(user.id, entry_id, analysis, fixed,
                                                         risk.escalate)
                 if still_there and not risk.escalate:  # crisis words are never recalled
                     self.memory.remember(user.id, "diary", entry_id, text, created_at=created,
@@ -307,19 +302,11 @@ class CompanionService:
             except StorageFull as err:
                 # The entry itself is saved; its analysis is completed at the next start.
                 notices.append(f"{err.message} The entry itself was saved. {err.hint}")
-        korean = self.korean(user, text)
-        fixed = answer
-        if answer is None and reply:
-            context = Memory.as_context(self._recall(user, text, exclude_ref=entry_id))
-            prompt = DIARY_PROMPT.format(text=text) + (f"\n\n({context})" if context else "")
-            answer = "".join(self._generate_guarded(
-                [{"role": "system", "content": COUNSELOR_SYSTEM_PROMPT},
-                 {"role": "user", "content": prompt}], korean)).strip()
-        if risk.check_in:
-            # The person's words get an answer, then a direct question about safety.
-            question = check_in_question(self.locale(user), korean)
-            answer = f"{answer}\n\n{question}" if answer else question
-        if stored and answer is not None and answer != fixed and not notices:
+                storage_full = True
+        answer = fixed
+        if turn.generated:  # the check-in question, if asked, closes the generated note
+            answer = "".join(turn.pieces).strip()
+        if stored and answer is not None and answer != fixed and not storage_full:
             # Zero rows: the entry was erased while the reply was written.
             try:
                 self.store.complete_diary(user.id, entry_id, analysis, answer, risk.escalate)
@@ -329,21 +316,27 @@ class CompanionService:
                   "reply": answer, "escalated": risk.escalate, "stored": stored}
         return {**result, "notices": notices} if notices else result
 
-    def _assess_diary(self, user_id: int, locale: str | None, entry_id: int | None, text: str,
-                      created: float, korean: bool = False):
-        """Analysis, risk and the fixed reply (crisis or declined dose) if there is one."""
+    def _diary_turn(self, user: User, entry_id: int | None, text: str, created: float,
+                    reply: bool = True):
+        """The entry as a one-message chat: the gate reads it with the last days' entries
+        as separate occasions, then the fixed reply (crisis, declined amount) or a note to
+        generate. Returns (analysis with the gate's risk, turn); the turn's pieces are not
+        generated until read."""
         analysis = self._analyze(text)
-        recent = [e["text"] for e in self.store.diary(user_id, limit=3, since=created - 3 * 86400)
+        recent = [e["text"] for e in self.store.diary(user.id, limit=3, since=created - 3 * 86400)
                   if e["id"] != entry_id and e["created_at"] <= created]
-        risk = self.safety.assess(text, list(reversed(recent)), separate_entries=True)
-        analysis["risk"] = risk.as_dict()
-        korean = korean or detect_language(text) == "ko"
-        answer = None
-        if risk.escalate:
-            answer = crisis_reply(locale, korean=korean, categories=risk.categories)
-        elif risk.decline:
-            answer = DECLINE_DOSE["ko" if korean else "en"]
-        return analysis, risk, answer
+        chat = ChatSession(self.backend, safety=self.safety, sampling=self.sampling,
+                           locale=self.locale(user), max_message_chars=max(len(text), 1),
+                           separate_entries=True, message_frame=DIARY_PROMPT)
+        chat.guardrail = self.guardrail
+        chat.language = user.language
+        chat.said = list(reversed(recent))
+        if reply:  # recalled memories travel with the entry to the note
+            chat.context = lambda: Memory.as_context(self._recall(user, text,
+                                                                  exclude_ref=entry_id))
+        turn = chat.ask(text, reply=reply)
+        analysis["risk"] = turn.risk.as_dict()
+        return analysis, turn
 
     def _recover_diary(self) -> None:
         """Entries stored by a server that stopped before analysing them get their analysis
@@ -351,12 +344,11 @@ class CompanionService:
         before = time.time() - RECOVER_AFTER_S if self.store.dialect != "sqlite" else None
         for entry in self.store.incomplete_diary(before):
             user_id = entry["user_id"]
-            owner = self.store.user_by_id(user_id)
-            locale = (owner.locale if owner else None) or self.default_locale
-            analysis, risk, answer = self._assess_diary(
-                user_id, locale, entry["id"], entry["text"], entry["created_at"],
-                korean=bool(owner and owner.language == "ko"))
-            if self.store.complete_diary(user_id, entry["id"], analysis, answer,
+            owner = self.store.user_by_id(user_id) or User(user_id, "", "journal", None)
+            analysis, turn = self._diary_turn(owner, entry["id"], entry["text"],
+                                              entry["created_at"], reply=False)
+            risk, fixed = turn.risk, "".join(turn.pieces).strip() or None
+            if self.store.complete_diary(user_id, entry["id"], analysis, fixed,
                                          risk.escalate) and not risk.escalate:
                 self.memory.remember(user_id, "diary", entry["id"], entry["text"],
                                      created_at=entry["created_at"], if_entry_exists=True)

@@ -44,6 +44,7 @@ class Turn:
     pieces: Iterator[str]
     notices: list[str] = field(default_factory=list)
     escalated: bool = False
+    generated: bool = True  # False: a fixed reply (crisis, safety plan, declined amount)
 
 
 class ChatSession:
@@ -55,7 +56,13 @@ class ChatSession:
         sampling: SamplingParams | None = None,
         locale: str | None = None,
         max_message_chars: int = MAX_MESSAGE_CHARS,
+        separate_entries: bool = False,
+        message_frame: str = "{text}",
     ) -> None:
+        """``separate_entries``: the earlier messages (``said``) were written on other
+        occasions (diary entries), so the gate reads them only as a reason for attention;
+        ``message_frame``: how the person's message is put to the model (the diary asks
+        for a short note on the entry)."""
         self.backend = backend
         self.system_prompt = system_prompt
         self.safety = safety or SafetyGate()
@@ -65,6 +72,8 @@ class ChatSession:
         # reply are in Korean whatever the message's language); None: the message decides.
         self.language: str | None = None
         self.max_message_chars = max_message_chars
+        self.separate_entries = separate_entries
+        self.message_frame = message_frame
         self.history: list[Message] = []  # user/assistant turns, without the system prompt
         # What the person wrote, as written: the safety gate reads these, never the
         # placeholder that stands in for a crisis message in the model's prompt.
@@ -108,10 +117,13 @@ class ChatSession:
         self.crisis_step = 0
         self.check_in_pending = False
 
-    def ask(self, text: str, decline: bool = False) -> Turn | None:
+    def ask(self, text: str, decline: bool = False, reply: bool = True) -> Turn | None:
         """Start a reply to ``text``; None when the message is empty. ``decline``: the
         caller found a request for method information or amounts elsewhere in what it was
-        sent (a client's injected turns), so nothing is generated."""
+        sent (a client's injected turns), so nothing is generated. ``reply=False``: only
+        the gate's decision and what it says regardless (the crisis reply, a declined
+        amount, the check-in question); nothing is generated (a diary entry saved without
+        a note)."""
         text = text.strip()
         if not text:
             return None
@@ -130,7 +142,8 @@ class ChatSession:
         korean = self.language == "ko" or detect_language(text) == "ko"
 
         # The one place every user message is checked before generation.
-        risk = self.safety.assess(text, self.said, separate_entries=self.calm_turns > 0)
+        risk = self.safety.assess(text, self.said,
+                                  separate_entries=self.separate_entries or self.calm_turns > 0)
         self.calm_turns = max(0, self.calm_turns - 1)
         self.said = [*self.said[-11:], text]
         lang = "ko" if korean else "en"
@@ -162,9 +175,9 @@ class ChatSession:
                 self.calm_turns = CONTEXT_MESSAGES
                 self.events.append({"time": now, "type": "crisis_mode_ended"})
                 return self._fixed_turn(text, risk, notices, SAFE_AGAIN[lang], withhold=False)
-            reply = crisis_mode_reply(text, self.crisis_step, self.locale, korean)
+            step = crisis_mode_reply(text, self.crisis_step, self.locale, korean)
             self.crisis_step += 1
-            return self._fixed_turn(text, risk, notices, reply)
+            return self._fixed_turn(text, risk, notices, step)
         closing = ""
         if risk.check_in:
             self.events.append({"time": now, "type": "check_in", "level": risk.level,
@@ -174,15 +187,19 @@ class ChatSession:
         if risk.decline or decline:
             # A dose question that also reads as ambiguous risk keeps its check-in question:
             # the decline alone would leave the risk unasked.
-            reply = DECLINE_DOSE[lang] + (f"\n\n{closing}" if closing else "")
-            return self._fixed_turn(text, risk, notices, reply, withhold=False)
+            declined = DECLINE_DOSE[lang] + (f"\n\n{closing}" if closing else "")
+            return self._fixed_turn(text, risk, notices, declined, withhold=False)
+        if not reply:
+            return Turn(text, risk, iter([closing] if closing else []), notices,
+                        generated=False)
 
-        content = text
+        framed = self.message_frame.format(text=text)
+        content = framed
         extra = self.context() if self.context else ""
         if extra:  # e.g. the webcam summary; it travels with this message only
-            content = f"{text}\n\n({extra})"
+            content = f"{framed}\n\n({extra})"
         messages = self._fit([*self.history, {"role": "user", "content": content}], notices)
-        suffix = content[len(text):]
+        suffix = content[len(framed):]
         return Turn(text, risk, self._stream_and_remember(messages, korean, suffix, closing),
                     notices)
 
@@ -195,7 +212,7 @@ class ChatSession:
             {"role": "assistant", "content": reply},
         ]
         return Turn(text, risk, (piece for piece in [reply]), notices,
-                    escalated=risk.escalate or self.crisis_mode)
+                    escalated=risk.escalate or self.crisis_mode, generated=False)
 
     def _stream_and_remember(self, messages: list[Message], korean: bool,
                              context_suffix: str = "", closing: str = "") -> Iterator[str]:
