@@ -178,3 +178,21 @@ def test_the_safety_reader_reads_a_batch_once_and_decides_as_one_at_a_time(monke
     one_at_a_time = [RiskAssessor(reader=analyzer.risk.reader).assess(t).as_dict()
                      for t in texts]
     assert batched == one_at_a_time
+
+
+def test_each_text_is_tokenized_once_for_all_encoders(monkeypatch):
+    from mindwell.models.embedder import get_embedder
+
+    analyzer = TextAnalyzer()
+    memo = get_embedder()._model.sp
+    seen = []
+    real_encode = memo._tokenizer.encode
+
+    def counted(text, **kwargs):
+        seen.append(text)
+        return real_encode(text, **kwargs)
+
+    monkeypatch.setattr(memo._tokenizer, "encode", counted)
+    texts = ["A tokenizer test about a quiet Tuesday 7351.", "토크나이저 시험 문장 7351"]
+    analyzer.analyze(texts)
+    assert sorted(seen) == sorted(texts)
